@@ -1,0 +1,130 @@
+"""Crash-safe artifact files: atomic writes (temp file, fsync, rename), sha256 manifests, safetensors.
+
+No pickle anywhere: tensors go to safetensors, everything else to JSON, YAML or CSV.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from palaestra.errors import ArtifactError
+
+MANIFEST = "manifest.json"
+
+
+def atomic_write(path: str | Path, data: bytes | str) -> None:
+    """Write ``data`` to ``path`` so a crash leaves either the old file or the whole new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(raw)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    atomic_write(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "item"):
+        return o.item()
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if isinstance(o, (set, tuple)):
+        return list(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def read_json(path: str | Path) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ArtifactError(f"{path} is missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{path} is not valid JSON ({exc.__class__.__name__}): the file is damaged") from None
+
+
+def tensors_to_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
+    return st_save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=metadata)
+
+
+def write_tensors(path: str | Path, tensors: dict[str, torch.Tensor]) -> None:
+    atomic_write(path, tensors_to_bytes(tensors))
+
+
+def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    try:
+        return st_load(path.read_bytes())
+    except FileNotFoundError:
+        raise ArtifactError(f"{path} is missing") from None
+    except (SafetensorError, ValueError, OSError) as exc:
+        raise ArtifactError(f"{path} is not a valid safetensors file ({str(exc).splitlines()[0][:120]})") from None
+
+
+def sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_manifest(directory: str | Path, names: list[str]) -> None:
+    directory = Path(directory)
+    files = {n: {"sha256": sha256(directory / n), "bytes": (directory / n).stat().st_size} for n in sorted(names)}
+    write_json(directory / MANIFEST, {"version": 1, "files": files})
+
+
+def verify_manifest(directory: str | Path, names: list[str] | None = None) -> dict[str, Any]:
+    """Check the sha256 of ``names`` (default: every listed file); a mismatch names the file."""
+    directory = Path(directory)
+    if not (directory / MANIFEST).is_file():
+        raise ArtifactError(f"{directory} has no {MANIFEST}: it is not a finished run directory")
+    manifest = read_json(directory / MANIFEST)
+    files = manifest.get("files", {}) if isinstance(manifest, dict) else {}
+    for name in names if names is not None else list(files):
+        entry = files.get(name)
+        path = directory / name
+        if entry is None:
+            raise ArtifactError(f"{path} is not listed in {MANIFEST}")
+        if not path.is_file():
+            raise ArtifactError(f"{path} is missing")
+        if path.stat().st_size != entry.get("bytes"):
+            raise ArtifactError(f"{path} has been truncated or altered (size {path.stat().st_size}, expected {entry.get('bytes')})")
+        if sha256(path) != entry.get("sha256"):
+            raise ArtifactError(f"{path} has been altered: its sha256 does not match {MANIFEST}")
+    return manifest

@@ -1,0 +1,292 @@
+"""The command line: parses, calls the Python API, prints. Exit codes: 0 ok, 2 user error, 1 internal error.
+
+Stages add their own commands with ``@command`` in their own modules (listed in ``COMMAND_MODULES``); those
+modules import heavy dependencies inside the handler, so ``palaestra --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import time
+import traceback
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from palaestra.errors import UserError
+
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
+# Modules that register further commands (tuning, deployment, doctor, ...). Missing ones are skipped.
+COMMAND_MODULES = ["palaestra.tuning.commands", "palaestra.deployment.commands", "palaestra.diagnosis.commands",
+                   "palaestra.generative.commands"]
+
+
+def command(name: str, help: str):
+    """Register ``fn(args) -> exit code`` as ``palaestra NAME``; the decorated function's ``.arguments``
+    (set with ``@fn.arguments``) adds its options."""
+
+    def deco(fn: Callable[[argparse.Namespace], int]):
+        def no_args(p: argparse.ArgumentParser) -> None:
+            return None
+
+        COMMANDS[name] = (help, no_args, fn)
+
+        def arguments(setup: Callable[[argparse.ArgumentParser], None]):
+            COMMANDS[name] = (help, setup, fn)
+            return setup
+
+        fn.arguments = arguments  # type: ignore[attr-defined]
+        return fn
+
+    return deco
+
+
+def console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def add_train_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by ``train`` and ``tune``."""
+    p.add_argument("config", nargs="?", help="YAML config file (optional: every field has a default)")
+    p.add_argument("--data", help="data file (.csv .parquet .npz) or built-in dataset name")
+    p.add_argument("--target", help="target column")
+    p.add_argument("--task", help="classification | regression | ... (default: inferred)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set optimizer.lr=0.01 (repeatable)")
+
+
+def overrides_from(args: argparse.Namespace) -> list[str]:
+    items = list(args.overrides)
+    if args.data:
+        items.append(f"data.source={json.dumps(args.data)}")
+    if args.target:
+        items.append(f"data.target={json.dumps(args.target)}")
+    if args.task:
+        items.append(f"data.task={args.task}")
+    return items
+
+
+def default_out(name: str) -> Path:
+    from palaestra.runs import runs_root
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = runs_root() / f"{name}-{stamp}"
+    out, i = base, 1
+    while out.exists():
+        out, i = Path(f"{base}-{i}"), i + 1
+    return out
+
+
+def print_metrics(metrics: dict[str, Any], title: str, out=None) -> None:
+    from rich.table import Table
+
+    table = Table(title=title, show_header=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in metrics.items():
+        if isinstance(v, float):
+            table.add_row(k, f"{v:.4f}")
+        elif isinstance(v, int) and not isinstance(v, bool):
+            table.add_row(k, str(v))
+    (out or console()).print(table)
+
+
+# --- train -------------------------------------------------------------------------------------------------
+
+
+@command("train", help="train, evaluate on the test split, write a run directory")
+def cmd_train(args: argparse.Namespace) -> int:
+    from palaestra.config import load_config
+    from palaestra.pipeline import train
+
+    if args.nproc and args.nproc > 1:
+        from palaestra.distributed import launch
+
+        return launch(args)
+    out_console = console()
+    if args.resume:
+        run = train(args.config, resume=args.resume, overrides=overrides_from(args), console=console(stderr=True))
+    else:
+        cfg = load_config(args.config, overrides_from(args))
+        out = Path(args.out) if args.out else default_out(cfg.name if cfg.name != "run" else Path(str(cfg.data.source)).stem)
+        run = train(cfg, out=out, console=console(stderr=True))
+    if run.metrics.get("stop_reason"):
+        out_console.print(f"stopped: {run.metrics['stop_reason']}")
+    print_metrics(run.metrics.get("test", {}), f"test metrics ({run.spec.task}, {run.metrics['epochs']} epochs)", out_console)
+    out_console.print(f"run: {run.path}")
+    if (run.path / "report.html").is_file():
+        out_console.print(f"report: {run.path / 'report.html'}")
+    return 0
+
+
+@cmd_train.arguments
+def _train_args(p: argparse.ArgumentParser) -> None:
+    add_train_options(p)
+    p.add_argument("--out", help="run directory to create (default: runs/NAME-TIMESTAMP)")
+    p.add_argument("--resume", metavar="RUN", help="continue an interrupted run from its last checkpoint")
+    p.add_argument("--nproc", type=int, default=None, help="data-parallel processes (torch.distributed)")
+    p.add_argument("--nnodes", default=None, help="passed to torchrun for multi-node runs")
+    p.add_argument("--node-rank", default=None, help="passed to torchrun")
+    p.add_argument("--rdzv-endpoint", default=None, help="passed to torchrun (HOST:PORT)")
+
+
+# --- evaluate / predict -------------------------------------------------------------------------------------
+
+
+@command("evaluate", help="metrics of a trained run on new labelled data")
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from palaestra.runs import Run
+
+    run = Run.load(args.run)
+    metrics = run.evaluate(args.data)
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        print_metrics(metrics, f"{args.run} on {args.data}")
+    return 0
+
+
+@cmd_evaluate.arguments
+def _evaluate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="run directory")
+    p.add_argument("--data", required=True, help="labelled data with the training columns")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+@command("predict", help="write predictions for new data to a CSV")
+def cmd_predict(args: argparse.Namespace) -> int:
+    from palaestra.artifacts import atomic_write
+    from palaestra.runs import Run
+
+    run = Run.load(args.run)
+    frame = run.predict(args.data)
+    atomic_write(args.out, frame.to_csv(index=False))
+    console(stderr=True).print(f"{len(frame)} predictions written to {args.out}")
+    return 0
+
+
+@cmd_predict.arguments
+def _predict_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="run directory")
+    p.add_argument("--data", required=True, help="rows (or arrays) with the training columns")
+    p.add_argument("--out", required=True, help="CSV file to write")
+
+
+# --- runs / datasets -----------------------------------------------------------------------------------------
+
+
+@command("runs", help="list runs from the run index (show RUN, compare RUN RUN)")
+def cmd_runs(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from palaestra.artifacts import read_json
+    from palaestra.runs import RunIndex
+
+    out = console()
+    if args.action == "show":
+        if len(args.paths) != 1:
+            raise UserError("palaestra runs show RUN")
+        run = Path(args.paths[0])
+        metrics = read_json(run / "metrics.json") if (run / "metrics.json").is_file() else {}
+        print_metrics(metrics.get("test", {}), f"{run} (test)", out)
+        return 0
+    if args.action == "compare":
+        if len(args.paths) < 2:
+            raise UserError("palaestra runs compare RUN RUN [...]")
+        table = Table(title="compare (test metrics)")
+        table.add_column("metric")
+        metrics = [read_json(Path(p) / "metrics.json").get("test", {}) for p in args.paths]
+        for p in args.paths:
+            table.add_column(Path(p).name, justify="right")
+        keys = [k for k in metrics[0] if isinstance(metrics[0][k], float)]
+        for k in keys:
+            table.add_row(k, *(f"{m.get(k, float('nan')):.4f}" for m in metrics))
+        out.print(table)
+        return 0
+    runs = RunIndex.default().list()
+    if args.json:
+        print(json.dumps(runs))
+        return 0
+    table = Table(title=f"runs ({RunIndex.default().db})")
+    for col in ("run", "name", "task", "state", "key metric"):
+        table.add_column(col)
+    for r in runs:
+        m = r["metrics"]
+        key = next((f"{k} {m[k]:.4f}" for k in ("accuracy", "r2", "mae", "loss") if k in m), "")
+        table.add_row(r["path"], r["name"] or "", r["task"] or "", r["state"] or "", key)
+    out.print(table)
+    return 0
+
+
+@cmd_runs.arguments
+def _runs_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", nargs="?", choices=["list", "show", "compare"], default="list")
+    p.add_argument("paths", nargs="*")
+    p.add_argument("--json", action="store_true")
+
+
+@command("datasets", help="the built-in datasets")
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from palaestra.data.sources import BUILTINS
+
+    table = Table(title="built-in datasets")
+    for col in ("name", "task", "target", "description"):
+        table.add_column(col)
+    for name, b in BUILTINS.items():
+        table.add_row(name, b.task, b.target, b.description)
+    console().print(table)
+    return 0
+
+
+# --- entry point ----------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    for module in COMMAND_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not module.startswith(exc.name):
+                raise
+    parser = argparse.ArgumentParser(prog="palaestra", description="Train, evaluate, tune and deploy deep-learning models.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (help_text, setup, _) in COMMANDS.items():
+        setup(sub.add_parser(name, help=help_text, description=help_text))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = COMMANDS[args.command][2]
+    err = console(stderr=True)
+    try:
+        return handler(args) or 0
+    except UserError as exc:
+        err.print(f"error: {exc}", markup=False, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        err.print("interrupted", markup=False)
+        return 130
+    except Exception as exc:  # an internal error: a bug, reported with its traceback
+        if os.environ.get("PALAESTRA_DEBUG"):
+            raise
+        err.print(f"internal error: {type(exc).__name__}: {exc}", markup=False, soft_wrap=True)
+        traceback.print_exc(file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

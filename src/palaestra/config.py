@@ -1,0 +1,305 @@
+"""The one schema that names and defaults every knob.
+
+Every field has a default, so an empty file is a valid config. Unknown keys are errors with a
+did-you-mean suggestion. A config is data: it is parsed with ``yaml.safe_load`` and never executes code.
+
+Example::
+
+    >>> from palaestra.config import load_config
+    >>> cfg = load_config(None, overrides=["optimizer.lr=0.01", "model.hidden=[32]"])
+    >>> cfg.optimizer.lr, cfg.model.hidden
+    (0.01, [32])
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from palaestra.errors import ConfigError
+
+Task = Literal["auto", "classification", "regression", "forecast", "language_model", "generation"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+
+
+class SplitConfig(_Section):
+    train: float = Field(0.7, gt=0, lt=1)
+    val: float = Field(0.15, ge=0, lt=1)
+    test: float = Field(0.15, ge=0, lt=1)
+    stratify: bool = True
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> SplitConfig:
+        total = self.train + self.val + self.test
+        if not math.isclose(total, 1.0, abs_tol=1e-6):
+            raise ValueError(f"split ratios train+val+test must sum to 1, got {total:g}")
+        return self
+
+
+class DataConfig(_Section):
+    source: str = "penguins"
+    target: str | None = None
+    task: Task = "auto"
+    split: SplitConfig = SplitConfig()
+    drop: list[str] = []
+    # Categorical columns with more distinct values than this get a learned embedding instead of one-hot.
+    embedding_threshold: int = Field(16, ge=2)
+    # `memory` slices tensors by index (fast); `loader` goes through torch's DataLoader.
+    batching: Literal["auto", "memory", "loader"] = "auto"
+    num_workers: int = Field(0, ge=0)
+
+
+class PretrainedInit(_Section):
+    from_: str = Field(alias="from")
+    freeze: list[str] = []
+
+
+InitName = Literal["kaiming", "xavier", "normal", "uniform", "default"]
+
+
+class ModelConfig(_Section):
+    family: str = "auto"  # auto | mlp | cnn | ... (checked against the model registry)
+    hidden: list[int] = [64, 64]
+    activation: Literal["relu", "gelu", "tanh", "sigmoid", "leaky_relu"] = "relu"
+    dropout: float = Field(0.1, ge=0, lt=1)
+    init: InitName | PretrainedInit = "kaiming"
+    init_range: tuple[float, float] = (-0.05, 0.05)  # for `uniform`; `normal` uses init_std
+    init_std: float = Field(0.02, gt=0)
+    # CNN: one conv block (conv, batch norm, activation, max-pool) per entry.
+    channels: list[int] = [32, 64]
+    kernel_size: int = Field(3, ge=1)
+    batch_norm: bool = True
+    embedding_dim: int | None = Field(None, ge=1)  # None: min(16, (cardinality + 1) // 2)
+
+    @field_validator("hidden", "channels")
+    @classmethod
+    def _positive(cls, v: list[int]) -> list[int]:
+        if any(h <= 0 for h in v):
+            raise ValueError("layer sizes must be positive integers")
+        return v
+
+
+class LossConfig(_Section):
+    name: Literal["auto", "cross_entropy", "bce", "mse", "mae", "huber"] = "auto"
+    class_weights: Literal["balanced"] | list[float] | None = None
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    huber_delta: float = Field(1.0, gt=0)
+
+
+class OptimizerConfig(_Section):
+    name: Literal["sgd", "adam", "adamw", "rmsprop"] = "adamw"
+    lr: float = Field(0.001, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)  # SGD and RMSprop
+    nesterov: bool = False
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+class ScheduleConfig(_Section):
+    name: Literal["none", "step", "cosine", "onecycle", "plateau"] = "none"
+    step_size: int = Field(30, ge=1)  # step: epochs between decays
+    gamma: float = Field(0.1, gt=0, le=1)  # step: decay factor
+    factor: float = Field(0.5, gt=0, lt=1)  # plateau: decay factor
+    patience: int = Field(5, ge=0)  # plateau
+    min_lr: float = Field(0.0, ge=0)
+    max_lr: float | None = Field(None, gt=0)  # onecycle: defaults to 10 x optimizer.lr
+
+
+class EarlyStoppingConfig(_Section):
+    monitor: str = "val_loss"
+    patience: int = Field(10, ge=1)
+    min_delta: float = Field(0.0, ge=0)
+    mode: Literal["auto", "min", "max"] = "auto"
+
+
+class TrainConfig(_Section):
+    epochs: int = Field(100, ge=1)
+    batch_size: int = Field(64, ge=1)
+    early_stopping: EarlyStoppingConfig | None = EarlyStoppingConfig()
+    stop_at: dict[str, float] | None = None
+    restore_best: bool = True  # end with the weights of the best monitored epoch
+    grad_clip: float | None = Field(None, gt=0)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    checkpoint_every_steps: int | None = Field(None, ge=1)
+    compile: bool = False
+    channels_last: bool = False
+    threads: int | None = Field(None, ge=1)
+    progress: bool = True
+
+
+class TuneStage(_Section):
+    space: dict[str, dict[str, Any]]
+    trials: int = Field(10, ge=1)
+
+
+class TuneConfig(_Section):
+    sampler: Literal["grid", "random", "tpe", "cmaes"] = "tpe"
+    pruner: Literal["none", "median", "hyperband"] = "hyperband"
+    trials: int = Field(30, ge=1)
+    metric: str = "val_loss"
+    direction: Literal["auto", "minimize", "maximize"] = "auto"
+    space: dict[str, dict[str, Any]] = {
+        "optimizer.lr": {"log_uniform": [1.0e-4, 1.0e-1]},
+        "model.dropout": {"uniform": [0.0, 0.5]},
+    }
+    stages: list[TuneStage] = []
+    cv: int | None = Field(None, ge=2)
+    timeout: float | None = Field(None, gt=0)
+
+
+class Config(_Section):
+    name: str = "run"
+    seed: int = 0
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    loss: LossConfig = LossConfig()
+    optimizer: OptimizerConfig = OptimizerConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    train: TrainConfig = TrainConfig()
+    tune: TuneConfig = TuneConfig()
+
+    @field_validator("loss", "schedule", mode="before")
+    @classmethod
+    def _name_shorthand(cls, v: Any) -> Any:
+        # `loss: mse` is shorthand for `loss: {name: mse}`.
+        return {"name": v} if isinstance(v, str) else v
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config as plain data (every default filled in), as saved in ``config.yaml``."""
+        return self.model_dump(mode="json", by_alias=True)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+# --- parsing ---------------------------------------------------------------------------------------------
+
+
+def _section_fields(path: tuple[Any, ...]) -> list[str]:
+    """The field names allowed at a location of the schema (for did-you-mean)."""
+    model: type[BaseModel] | None = Config
+    for part in path[:-1]:
+        if model is None or not isinstance(part, str):
+            return []
+        field = model.model_fields.get(part)
+        if field is None:
+            return []
+        model = _model_in(field.annotation)
+    if model is None:
+        return []
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _explain(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = [p for p in e["loc"] if not (isinstance(p, str) and "[" in p)]
+        where = ".".join(str(p) for p in loc) or "config"
+        if e["type"] == "extra_forbidden":
+            key = str(loc[-1])
+            close = difflib.get_close_matches(key, _section_fields(tuple(loc)), n=1, cutoff=0.6)
+            hint = f" (did you mean '{'.'.join(map(str, loc[:-1] + [close[0]]))}'?)" if close else ""
+            lines.append(f"unknown config key '{where}'{hint}")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            lines.append(f"{where}: {msg} (got {e.get('input')!r})")
+    return "invalid config: " + "; ".join(lines)
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``"optimizer.lr=0.01"`` -> (["optimizer", "lr"], 0.01). Values are YAML scalars or lists."""
+    if "=" not in item:
+        raise ConfigError(f"--set expects KEY=VALUE, got '{item}'")
+    key, raw = item.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {key}: cannot parse value '{raw}': {exc.__class__.__name__}") from None
+    return [k for k in key.strip().split(".") if k], value
+
+
+def set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
+    node = tree
+    for part in path[:-1]:
+        child = node.get(part)
+        if isinstance(child, str) and part in ("loss", "schedule"):
+            child = {"name": child}
+        if not isinstance(child, dict):
+            child = {}
+        node[part] = child
+        node = child
+    node[path[-1]] = value
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{p} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p} is not a UTF-8 text file") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p} must hold a mapping of config keys, found {type(data).__name__}")
+    return data
+
+
+def build_config(tree: dict[str, Any]) -> Config:
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as err:
+        raise ConfigError(_explain(err)) from None
+
+
+def load_config(
+    source: str | Path | dict[str, Any] | Config | None = None,
+    overrides: list[str] | dict[str, Any] | None = None,
+) -> Config:
+    """Build a validated config from a YAML path, a dict or a Config, then apply overrides.
+
+    ``overrides`` is a list of ``"a.b=value"`` strings (as from ``--set``) or a mapping of dotted keys.
+    """
+    if isinstance(source, Config):
+        tree = source.to_dict()
+    elif isinstance(source, dict):
+        tree = copy.deepcopy(source)
+    elif source is None:
+        tree = {}
+    else:
+        tree = read_yaml(source)
+    items: list[tuple[list[str], Any]] = []
+    if isinstance(overrides, dict):
+        items = [([k for k in key.split(".") if k], v) for key, v in overrides.items()]
+    elif overrides:
+        items = [parse_override(o) for o in overrides]
+    for path, value in items:
+        if not path:
+            raise ConfigError("--set needs a key before '='")
+        set_path(tree, path, value)
+    return build_config(tree)

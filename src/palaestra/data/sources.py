@@ -1,0 +1,167 @@
+"""Reading data: CSV, Parquet, NumPy ``.npz`` and the built-in datasets.
+
+A source is read into one of two raw forms: a ``pandas.DataFrame`` (tables) or ``ArrayData`` (arrays:
+images, or plain feature matrices from ``.npz``). Nothing is fitted here.
+"""
+
+from __future__ import annotations
+
+import csv
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from palaestra.errors import DataError
+
+
+@dataclass
+class ArrayData:
+    """Arrays read from ``.npz`` or a built-in image set: ``x`` is ``(N, ...)``, ``y`` is ``(N,)`` or None."""
+
+    x: np.ndarray
+    y: np.ndarray | None
+    name: str = "x"
+
+
+@dataclass(frozen=True)
+class BuiltIn:
+    load: Callable[[], pd.DataFrame | ArrayData]
+    target: str
+    task: str
+    description: str
+
+
+def _penguins() -> pd.DataFrame:
+    from palmerpenguins import load_penguins
+
+    df = load_penguins()
+    # `year` is the survey year, not a property of the bird: keep the textbook's five features.
+    return df.drop(columns=[c for c in ("year",) if c in df.columns])
+
+
+def _iris() -> pd.DataFrame:
+    from sklearn.datasets import load_iris
+
+    bunch = load_iris(as_frame=True)
+    df = bunch.frame.rename(columns={"target": "species"})
+    df["species"] = np.asarray(bunch.target_names)[df["species"].to_numpy()]
+    return df
+
+
+def _diabetes() -> pd.DataFrame:
+    from sklearn.datasets import load_diabetes
+
+    return load_diabetes(as_frame=True, scaled=False).frame.rename(columns={"target": "progression"})
+
+
+def _digits() -> ArrayData:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    return ArrayData(x=bunch.images.astype(np.float32), y=bunch.target.astype(np.int64), name="digits")
+
+
+BUILTINS: dict[str, BuiltIn] = {
+    "penguins": BuiltIn(_penguins, "species", "classification", "Palmer penguins: species from bill, flipper, mass, island, sex (344 rows)"),
+    "iris": BuiltIn(_iris, "species", "classification", "Fisher's iris: species from four flower measurements (150 rows)"),
+    "digits": BuiltIn(_digits, "y", "classification", "8x8 grey images of handwritten digits 0-9 (1,797 images)"),
+    "diabetes": BuiltIn(_diabetes, "progression", "regression", "disease progression after one year from ten baseline variables (442 rows)"),
+}
+
+
+def register_builtin(name: str, builtin: BuiltIn) -> None:
+    """Make a dataset available by name (used by later stages, e.g. sequence datasets)."""
+    BUILTINS[name] = builtin
+
+
+def default_target(source: str) -> str | None:
+    b = BUILTINS.get(source)
+    return b.target if b else None
+
+
+def read_source(source: str | pd.DataFrame | ArrayData) -> pd.DataFrame | ArrayData:
+    """Read a built-in name or a file path into a DataFrame or ArrayData."""
+    if isinstance(source, (pd.DataFrame, ArrayData)):
+        return source
+    if source in BUILTINS:
+        return BUILTINS[source].load()
+    path = Path(source)
+    if not path.exists():
+        names = ", ".join(sorted(BUILTINS))
+        raise DataError(f"data source '{source}' is neither a file nor a built-in dataset ({names})")
+    if path.is_dir():
+        raise DataError(f"data source '{source}' is a directory; give a .csv, .parquet or .npz file")
+    if path.stat().st_size == 0:
+        raise DataError(f"data file {path} is empty")
+    suffix = path.suffix.lower()
+    readers = {".csv": _read_csv, ".tsv": _read_csv, ".parquet": _read_parquet, ".pq": _read_parquet, ".npz": _read_npz}
+    if suffix not in readers:
+        raise DataError(f"unsupported data file type '{suffix}' for {path}: use .csv, .parquet or .npz")
+    return readers[suffix](path)
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise DataError(f"{path} is not UTF-8 text (re-save it as UTF-8 CSV)") from None
+    if "\x00" in text:
+        raise DataError(f"{path} contains NUL bytes: it looks like a binary file, not CSV")
+    sample = "\n".join(text.splitlines()[:50])
+    sep = "\t" if path.suffix.lower() == ".tsv" else ","
+    try:
+        sniffed = csv.Sniffer().sniff(sample, delimiters=",;\t|")
+        sep = sniffed.delimiter
+    except csv.Error:
+        pass
+    try:
+        df = pd.read_csv(path, sep=sep, encoding="utf-8-sig", skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"data file {path} has no rows or columns") from None
+    except (pd.errors.ParserError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise DataError(f"cannot parse {path} as CSV: {first}") from None
+    if df.shape[1] == 1 and len(df) > 0 and any(ch in sample for ch in ";\t|"):
+        raise DataError(f"{path} was read as a single column: check the delimiter (found ';', tab or '|')")
+    if len(df) == 0:
+        raise DataError(f"data file {path} has a header but no rows")
+    df.columns = [str(c).strip() for c in df.columns]
+    return df
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        df = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises many types for corrupt files
+        raise DataError(f"cannot read {path} as Parquet: {str(exc).splitlines()[0]}") from None
+    if len(df) == 0:
+        raise DataError(f"data file {path} has no rows")
+    return df
+
+
+def _read_npz(path: Path) -> ArrayData:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            keys = set(npz.files)
+            if "x" not in keys:
+                raise DataError(f"{path} must hold an array named 'x' (found: {', '.join(sorted(keys)) or 'none'})")
+            x = npz["x"]
+            y = npz["y"] if "y" in keys else None
+    except DataError:
+        raise
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise DataError(f"cannot read {path} as .npz: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    if x.dtype == object:
+        raise DataError(f"{path}: 'x' must be a numeric array (images of mismatched shapes cannot be stacked)")
+    if x.ndim < 2:
+        raise DataError(f"{path}: 'x' must have a sample axis and features, got shape {x.shape}")
+    if y is not None and len(y) != len(x):
+        raise DataError(f"{path}: 'x' has {len(x)} samples but 'y' has {len(y)}")
+    if not np.issubdtype(x.dtype, np.number) and x.dtype != bool:
+        raise DataError(f"{path}: 'x' must be numeric, got dtype {x.dtype}")
+    return ArrayData(x=x, y=y, name=path.stem)

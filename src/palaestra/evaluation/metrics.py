@@ -1,0 +1,77 @@
+"""Streaming metrics (torchmetrics), named as in DESIGN.md section 4.
+
+Classification: accuracy, precision_macro, recall_macro, f1_macro, f1_weighted, roc_auc, confusion_matrix.
+Regression: mse, rmse, mae, r2 -- in the target's original units.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import torch
+from torchmetrics import MetricCollection
+from torchmetrics import classification as C
+from torchmetrics import regression as R
+
+
+class MetricSet:
+    """Accumulates model outputs batch by batch; ``compute()`` returns plain floats (and lists).
+
+    >>> m = MetricSet("classification", n_classes=2)
+    >>> m.update(torch.tensor([[2.0, 0.0], [0.0, 2.0]]), torch.tensor([0, 0]))
+    >>> m.compute()["accuracy"]
+    0.5
+    """
+
+    def __init__(self, task: str, n_classes: int = 0, target_mean: float = 0.0, target_std: float = 1.0,
+                 classes: list[Any] | None = None, device: torch.device | str = "cpu"):
+        self.task, self.n_classes, self.classes = task, n_classes, classes
+        self.target_mean, self.target_std = target_mean, target_std
+        if task == "classification":
+            k = n_classes
+            self.metrics = MetricCollection({
+                "accuracy": C.MulticlassAccuracy(k, average="micro"),
+                "precision_macro": C.MulticlassPrecision(k, average="macro"),
+                "recall_macro": C.MulticlassRecall(k, average="macro"),
+                "f1_macro": C.MulticlassF1Score(k, average="macro"),
+                "f1_weighted": C.MulticlassF1Score(k, average="weighted"),
+                "roc_auc": C.MulticlassAUROC(k, average="macro"),
+                "confusion_matrix": C.MulticlassConfusionMatrix(k),
+            }, compute_groups=False)
+        else:
+            self.metrics = MetricCollection({"mse": R.MeanSquaredError(), "mae": R.MeanAbsoluteError(),
+                                             "r2": R.R2Score()}, compute_groups=False)
+        self.metrics.to(device)
+
+    def update(self, outputs: torch.Tensor, target: torch.Tensor) -> None:
+        outputs = outputs.detach().float()
+        if self.task == "classification":
+            self.metrics.update(outputs.softmax(dim=-1), target)
+        else:
+            scale = self.target_std
+            self.metrics.update(outputs.squeeze(-1) * scale + self.target_mean, target.float() * scale + self.target_mean)
+
+    def compute(self) -> dict[str, Any]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. a class absent from a small validation split
+            raw = self.metrics.compute()
+        out: dict[str, Any] = {}
+        for name, value in raw.items():
+            if name == "confusion_matrix":
+                out[name] = value.cpu().long().tolist()
+            else:
+                out[name] = float(value)
+        if self.task == "classification":
+            out["classes"] = self.classes
+        else:
+            out["rmse"] = math.sqrt(out["mse"])
+        return out
+
+    def reset(self) -> None:
+        self.metrics.reset()
+
+
+def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: v for k, v in metrics.items() if isinstance(v, float)}

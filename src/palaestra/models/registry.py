@@ -1,0 +1,70 @@
+"""Model families by name. A family is a function ``(spec, model_config) -> nn.Module``.
+
+Each family declares the data kinds it accepts, so ``family: auto`` picks by the data and a mismatch is a
+plain error rather than a shape crash deep in ``forward``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+from palaestra.config import ModelConfig
+from palaestra.data.spec import FeatureSpec
+from palaestra.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    build: Callable[[FeatureSpec, ModelConfig], nn.Module]
+    kinds: tuple[str, ...]  # data kinds it accepts (FeatureSpec.kind)
+    default_for: tuple[str, ...] = ()  # data kinds for which `auto` picks it
+
+
+FAMILIES: dict[str, Family] = {}
+
+
+def register(name: str, kinds: tuple[str, ...], default_for: tuple[str, ...] = ()):
+    """Decorator: ``@register("mlp", kinds=("table", "vector"), default_for=("table", "vector"))``."""
+
+    def deco(fn: Callable[[FeatureSpec, ModelConfig], nn.Module]):
+        FAMILIES[name] = Family(name, fn, kinds, default_for)
+        return fn
+
+    return deco
+
+
+def resolve_family(spec: FeatureSpec, cfg: ModelConfig) -> str:
+    if cfg.family == "auto":
+        for fam in FAMILIES.values():
+            if spec.kind in fam.default_for:
+                return fam.name
+        raise ConfigError(f"no model family is registered for {spec.kind} data")
+    if cfg.family not in FAMILIES:
+        close = difflib.get_close_matches(cfg.family, list(FAMILIES), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError(f"unknown model.family '{cfg.family}'{hint}; choose from auto, {', '.join(FAMILIES)}")
+    fam = FAMILIES[cfg.family]
+    if spec.kind not in fam.kinds:
+        raise ConfigError(f"model.family '{fam.name}' does not take {spec.kind} data (it takes {', '.join(fam.kinds)})")
+    return fam.name
+
+
+def build_model(spec: FeatureSpec, cfg: ModelConfig) -> nn.Module:
+    """Build (untrained, initialised) the model for a feature spec.
+
+    >>> from palaestra.config import ModelConfig
+    >>> spec = FeatureSpec(kind="table", task="classification", input_names=["numeric", "categorical"], n_outputs=3, n_numeric=4)
+    >>> sum(p.numel() for p in build_model(spec, ModelConfig(hidden=[8], dropout=0.0)).parameters())
+    67
+    """
+    from palaestra.models import cnn, mlp  # noqa: F401  (registers the built-in families)
+    from palaestra.models.init import initialize
+
+    model = FAMILIES[resolve_family(spec, cfg)].build(spec, cfg)
+    initialize(model, cfg)
+    return model

@@ -1,0 +1,338 @@
+"""config -> data -> model -> loss/optimizer -> loop -> evaluation -> run directory. One function: ``train``."""
+
+from __future__ import annotations
+
+import math
+import platform
+import random
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from palaestra.artifacts import atomic_write, write_json, write_manifest, write_tensors
+from palaestra.config import Config, build_config, load_config, read_yaml
+from palaestra.data.batching import LoaderBatcher, TensorBatcher
+from palaestra.data.prepare import PreparedData, prepare_data
+from palaestra.data.sources import ArrayData
+from palaestra.errors import ConfigError, UserError
+from palaestra.evaluation.metrics import MetricSet
+from palaestra.models.registry import build_model, resolve_family
+from palaestra.runs import Run, RunIndex, read_state, set_state
+from palaestra.training import callbacks as cb
+from palaestra.training.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from palaestra.training.loop import evaluate, fit
+from palaestra.training.losses import build_loss
+from palaestra.training.optim import Schedule, build_optimizer
+from palaestra.training.state import TrainState
+
+
+class TrainingInterrupted(UserError):
+    """SIGINT/SIGTERM arrived: a checkpoint was saved; the message says how to resume."""
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device is '{name}' but no CUDA GPU is available")
+    return device
+
+
+def environment(device: torch.device, seed: int) -> dict[str, Any]:
+    packages = {}
+    for dist in ("torch", "numpy", "pandas", "pyarrow", "pydantic", "PyYAML", "torchmetrics", "safetensors",
+                 "scikit-learn", "rich", "matplotlib", "optuna", "onnx", "onnxruntime", "fastapi"):
+        try:
+            packages[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return {"python": platform.python_version(), "platform": platform.platform(), "palaestra": metadata.version("palaestra"),
+            "packages": packages, "seed": seed, "device": str(device), "threads": torch.get_num_threads(),
+            "cuda": torch.version.cuda if torch.cuda.is_available() else None}
+
+
+@dataclass
+class Interrupt:
+    signum: int | None = None
+
+
+@contextmanager
+def _catch_signals(flag: Interrupt):
+    """SIGINT/SIGTERM set a flag; the loop checkpoints at the next batch and stops cleanly."""
+    def handler(signum, _frame):
+        if flag.signum is not None:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        flag.signum = signum
+
+    previous = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        previous = {}
+    try:
+        yield
+    finally:
+        for sig, h in previous.items():
+            signal.signal(sig, h)
+
+
+class _InterruptCheck(cb.Callback):
+    def __init__(self, flag: Interrupt, save):
+        self.flag, self.save = flag, save
+
+    def _check(self, state: TrainState) -> None:
+        if self.flag.signum is not None:
+            where = self.save(state) if self.save else None
+            name = signal.Signals(self.flag.signum).name
+            if where is None:
+                raise TrainingInterrupted(f"training interrupted by {name} (no run directory, nothing saved)")
+            raise TrainingInterrupted(f"training interrupted by {name} at epoch {state.epoch + 1}, step {state.step}; "
+                                      f"checkpoint saved. Resume with: palaestra train --resume {where}")
+
+    def on_batch_end(self, state: TrainState, loss: torch.Tensor) -> None:
+        self._check(state)
+
+    def on_epoch_end(self, state: TrainState, logs: dict[str, float]) -> None:
+        self._check(state)
+
+
+def _monitor(config: Config, has_val: bool) -> tuple[str, str]:
+    es = config.train.early_stopping
+    monitor = es.monitor if es else "val_loss"
+    if not has_val and monitor.startswith("val_"):
+        monitor = "train_loss"
+    return monitor, cb.monitor_mode(monitor, es.mode if es else "auto")
+
+
+def _batchers(config: Config, data: PreparedData, device: torch.device, rank: int, world_size: int):
+    mode = config.data.batching
+    if mode == "auto":
+        mode = "memory" if config.data.num_workers == 0 else "loader"
+    cls = TensorBatcher if mode == "memory" else LoaderBatcher
+    kw = {"num_workers": config.data.num_workers} if cls is LoaderBatcher else {}
+    on = device if device.type != "cpu" else None
+    train = cls(data.train.tensors, config.train.batch_size, shuffle=True, seed=config.seed + 1, rank=rank,
+                world_size=world_size, device=on, **kw)
+    eval_bs = max(config.train.batch_size, 1024)
+    val = TensorBatcher(data.val.tensors, eval_bs, shuffle=False, device=on) if len(data.val) else None
+    test = TensorBatcher(data.test.tensors, eval_bs, shuffle=False, device=on) if len(data.test) else None
+    return train, val, test
+
+
+def train(config: Config | dict | str | Path | None = None, *, source: pd.DataFrame | ArrayData | None = None,
+          out: str | Path | None = None, resume: str | Path | None = None, overrides: Sequence[str] | dict | None = None,
+          extra_callbacks: Sequence[cb.Callback] = (), console=None, quiet: bool = False) -> Run:
+    """Train a model from a config and return the ``Run``; with ``out``, also write the run directory.
+
+    >>> run = train({"data": {"source": "iris"}, "train": {"epochs": 5, "progress": False}}, quiet=True)  # doctest: +SKIP
+    """
+    if resume is not None:
+        config, out = _resume_config(config, overrides, Path(resume)), Path(resume)
+    else:
+        config = load_config(config, overrides)
+    seed_everything(config.seed)
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
+    device = pick_device(config.train.device)
+    data = prepare_data(config.data, config.seed, source=source, embedding_dim=config.model.embedding_dim)
+    family = resolve_family(data.spec, config.model)
+    # `auto` resolves now so config.yaml alone retrains the same model.
+    config = config.model_copy(update={
+        "model": config.model.model_copy(update={"family": family}),
+        "data": config.data.model_copy(update={"task": data.spec.task}),
+    })
+    seed_everything(config.seed)  # the same weights whatever the data stage consumed
+    model = build_model(data.spec, config.model).to(device)
+    if config.train.channels_last and data.spec.kind == "image":
+        model = model.to(memory_format=torch.channels_last)
+    loss_fn = build_loss(config.loss, data.spec, data.train.target).to(device)
+    optimizer = build_optimizer(model.parameters(), config.optimizer)
+    train_b, val_b, test_b = _batchers(config, data, device, 0, 1)
+    schedule = Schedule(config.schedule, optimizer, config.optimizer.lr, config.train.epochs, len(train_b))
+    monitor, mode = _monitor(config, val_b is not None)
+    state = TrainState(model, optimizer, schedule, train_b, monitor=monitor, mode=mode)
+    pre = data.preprocessor
+    t_mean, t_std = getattr(pre, "target_mean", 0.0), getattr(pre, "target_std", 1.0)
+
+    def metric_set() -> MetricSet:
+        return MetricSet(data.spec.task, data.spec.n_outputs, t_mean, t_std, data.spec.classes, device)
+
+    run_dir = Path(out) if out is not None else None
+    ckpt_dir = run_dir / "checkpoints" if run_dir else None
+    save = (lambda s: (save_checkpoint(ckpt_dir, s), run_dir)[1]) if ckpt_dir else None
+    if run_dir is not None:
+        if resume is None:
+            _claim_run_dir(run_dir)
+            atomic_write(run_dir / "config.yaml", config.to_yaml())
+        elif has_checkpoint(ckpt_dir):
+            load_checkpoint(ckpt_dir, state)
+        set_state(run_dir, "running")
+        RunIndex.default().record(run_dir, name=config.name, task=data.spec.task)
+    compiled = None
+    if config.train.compile:
+        compiled = torch.compile(model)
+    callbacks: list[cb.Callback] = [cb.LRSchedule(), cb.BestTracker(config.train.early_stopping.min_delta
+                                                                    if config.train.early_stopping else 0.0)]
+    if config.train.early_stopping:
+        callbacks.append(cb.EarlyStopping(config.train.early_stopping))
+    if config.train.stop_at:
+        callbacks.append(cb.StopAtTarget(config.train.stop_at))
+    if save:
+        callbacks.append(cb.Checkpoint(save, config.train.checkpoint_every_steps))
+    callbacks.extend(extra_callbacks)
+    flag = Interrupt()
+    callbacks.append(_InterruptCheck(flag, save))
+    show = config.train.progress and not quiet
+    if show:
+        callbacks.append(cb.Progress(config.train.epochs, console=console))
+    if not quiet:
+        for notice in data.notices:
+            _say(console, f"[yellow]note:[/] {notice}")
+    scaler = torch.amp.GradScaler("cuda") if config.train.precision == "fp16" and device.type == "cuda" else None
+    started = time.perf_counter()
+    if compiled is not None:
+        state.model = compiled
+    try:
+        with _catch_signals(flag):
+            fit(state, config.train.epochs, loss_fn, val_b, metric_set(), cb.CallbackList(callbacks), device,
+                config.train.precision, config.train.grad_clip, scaler)
+    except TrainingInterrupted:
+        if run_dir is not None:
+            set_state(run_dir, "interrupted")
+        raise
+    except BaseException as exc:
+        if run_dir is not None:
+            set_state(run_dir, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
+                      error=f"{type(exc).__name__}: {exc}"[:500])
+        raise
+    finally:
+        state.model = model
+    train_seconds = time.perf_counter() - started
+    if config.train.restore_best and state.best_weights is not None and not state.diverged:
+        model.load_state_dict(state.best_weights)
+    val = evaluate(model, val_b, loss_fn, metric_set(), device) if val_b is not None else {}
+    test = evaluate(model, test_b, loss_fn, metric_set(), device) if test_b is not None else {}
+    metrics = {"val": val, "test": test, "epochs": state.epoch, "best_epoch": state.best_epoch,
+               "monitor": state.monitor, "train_seconds": round(train_seconds, 3), "stop_reason": state.stop_reason,
+               "parameters": sum(p.numel() for p in model.parameters()),
+               "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+    run = Run(config, pre, data.spec, model, metrics, state.history, run_dir)
+    run.notices = data.notices
+    run.state = state
+    run.data = data
+    if run_dir is not None:
+        _write_run(run_dir, run, data, state, device)
+    if state.diverged and not quiet:
+        _say(console, f"[red]warning:[/] {state.stop_reason}")
+    return run
+
+
+def _say(console, text: str) -> None:
+    if console is None:
+        from rich.console import Console
+
+        console = Console(stderr=True)
+    console.print(text)
+
+
+def _claim_run_dir(run_dir: Path) -> None:
+    if run_dir.exists() and any(run_dir.iterdir()):
+        state = read_state(run_dir)
+        raise UserError(f"run directory {run_dir} already exists (state: {state}); "
+                        f"choose another --out, or continue it with --resume {run_dir}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _resume_config(config: Config | dict | str | Path | None, overrides, run_dir: Path) -> Config:
+    if not run_dir.is_dir() or not (run_dir / "config.yaml").is_file():
+        raise UserError(f"cannot resume {run_dir}: it is not a run directory (no config.yaml)")
+    saved = build_config(read_yaml(run_dir / "config.yaml"))
+    if read_state(run_dir) == "complete":
+        raise UserError(f"run {run_dir} is already complete; nothing to resume")
+    if config is not None or overrides:
+        given = load_config(config, overrides)
+        # `auto` fields were resolved when the run started: compare what the user could have changed.
+        a, b = given.to_dict(), saved.to_dict()
+        for d in (a, b):
+            d["model"].pop("family", None)
+            d["data"].pop("task", None)
+        if a != b:
+            diff = sorted(k for k in a if a[k] != b[k])
+            raise UserError(f"cannot resume {run_dir} with a different config (differs in: {', '.join(diff)}); "
+                            f"resume with the run's own config: palaestra train --resume {run_dir}")
+    return saved
+
+
+def _history_frame(history: list[dict]) -> pd.DataFrame:
+    frame = pd.DataFrame(history)
+    order = ["epoch", "train_loss", "val_loss"] + sorted(c for c in frame.columns if c.startswith("val_") and c != "val_loss")
+    order += [c for c in ("grad_norm", "lr", "seconds") if c in frame.columns]
+    return frame[[c for c in order if c in frame.columns]]
+
+
+def _write_run(run_dir: Path, run: Run, data: PreparedData, state: TrainState, device: torch.device) -> None:
+    write_tensors(run_dir / "model.safetensors", run.model.state_dict())
+    write_json(run_dir / "preprocess.json", {"version": 1, "preprocessor": run.preprocessor.to_dict(),
+                                             "spec": run.spec.to_dict(),
+                                             "splits": {k: getattr(data, k).index.tolist() for k in ("train", "val", "test")}})
+    write_json(run_dir / "metrics.json", _clean(run.metrics))
+    atomic_write(run_dir / "history.csv", _history_frame(state.history).to_csv(index=False))
+    write_json(run_dir / "diagnostics.json", {"grad_norms": state.grad_history})
+    write_json(run_dir / "env.json", environment(device, run.config.seed))
+    files = ["config.yaml", "model.safetensors", "preprocess.json", "metrics.json", "history.csv", "diagnostics.json", "env.json"]
+    files += _report(run_dir, run, data)
+    write_manifest(run_dir, files)
+    set_state(run_dir, "complete")
+    test = run.metrics.get("test", {})
+    RunIndex.default().record(run_dir, metrics={k: v for k, v in test.items() if isinstance(v, float)})
+
+
+def _report(run_dir: Path, run: Run, data: PreparedData) -> list[str]:
+    try:
+        from palaestra.evaluation.report import write_report
+    except ImportError:
+        return []
+    info = {"task": run.spec.task, "data": run.config.data.source, "model": run.config.model.family,
+            "parameters": run.metrics.get("parameters"), "train rows": len(data.train), "val rows": len(data.val),
+            "test rows": len(data.test)}
+    return write_report(run_dir, run.config.to_dict(), run.history, run.metrics, info, data.notices,
+                        sections=getattr(run, "report_sections", None))
+
+
+def _clean(obj: Any) -> Any:
+    """JSON has no NaN: write null for non-finite floats."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def main_job() -> int:  # pragma: no cover - convenience for `python -m palaestra.pipeline`
+    run = train({"data": {"source": "penguins"}})
+    print(run.metrics["test"])
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main_job())

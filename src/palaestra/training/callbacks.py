@@ -1,0 +1,184 @@
+"""A small, fixed set of hooks, called from one place (``CallbackList``) in a fixed order.
+
+Hooks: ``on_train_begin``, ``on_epoch_begin``, ``on_batch_end``, ``on_epoch_end``, ``on_train_end``.
+Callbacks keep no training state of their own: what must survive a resume lives in ``TrainState``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from palaestra.config import EarlyStoppingConfig
+from palaestra.training.state import TrainState
+
+HOOKS = ("on_train_begin", "on_epoch_begin", "on_batch_end", "on_epoch_end", "on_train_end")
+
+
+class Callback:
+    def on_train_begin(self, state: TrainState) -> None: ...
+    def on_epoch_begin(self, state: TrainState) -> None: ...
+    def on_batch_end(self, state: TrainState, loss: torch.Tensor) -> None: ...
+    def on_epoch_end(self, state: TrainState, logs: dict[str, float]) -> None: ...
+    def on_train_end(self, state: TrainState) -> None: ...
+
+
+class CallbackList:
+    """The one place hooks are dispatched from."""
+
+    def __init__(self, callbacks: Sequence[Callback]):
+        self.callbacks = list(callbacks)
+        # Skip the per-batch dispatch entirely when no callback overrides it (the hot path).
+        self._batch = [c for c in self.callbacks if type(c).on_batch_end is not Callback.on_batch_end]
+
+    def on_train_begin(self, state: TrainState) -> None:
+        for c in self.callbacks:
+            c.on_train_begin(state)
+
+    def on_epoch_begin(self, state: TrainState) -> None:
+        for c in self.callbacks:
+            c.on_epoch_begin(state)
+
+    def on_batch_end(self, state: TrainState, loss: torch.Tensor) -> None:
+        for c in self._batch:
+            c.on_batch_end(state, loss)
+
+    def on_epoch_end(self, state: TrainState, logs: dict[str, float]) -> None:
+        for c in self.callbacks:
+            c.on_epoch_end(state, logs)
+
+    def on_train_end(self, state: TrainState) -> None:
+        for c in self.callbacks:
+            c.on_train_end(state)
+
+
+def monitor_mode(monitor: str, mode: str = "auto") -> str:
+    if mode != "auto":
+        return mode
+    lowered = monitor.lower()
+    return "min" if any(w in lowered for w in ("loss", "error", "mse", "mae", "rmse", "bits", "perplexity")) else "max"
+
+
+class BestTracker(Callback):
+    """Tracks the monitored metric's best value and keeps those weights (for ``restore_best``)."""
+
+    def __init__(self, min_delta: float = 0.0):
+        self.min_delta = min_delta
+
+    def on_train_begin(self, state: TrainState) -> None:
+        if state.best_weights is None:
+            state.best = math.inf if state.mode == "min" else -math.inf
+            state.snapshot_best()  # the initial weights: what a run that never improves falls back to
+
+    def on_epoch_end(self, state: TrainState, logs: dict[str, float]) -> None:
+        value = logs.get(state.monitor)
+        if value is None:
+            return
+        if state.improved(value, self.min_delta):
+            state.best, state.best_epoch, state.wait = value, state.epoch, 0
+            state.snapshot_best()
+        else:
+            state.wait += 1
+
+
+class EarlyStopping(Callback):
+    """Stops when the monitored metric has not improved for ``patience`` epochs."""
+
+    def __init__(self, cfg: EarlyStoppingConfig):
+        self.patience = cfg.patience
+
+    def on_epoch_end(self, state: TrainState, logs: dict[str, float]) -> None:
+        if state.wait >= self.patience and not state.should_stop:
+            state.stop_reason = (f"early stopping: {state.monitor} has not improved for {self.patience} epochs "
+                                 f"(best {state.best:.4g} at epoch {state.best_epoch})")
+
+
+class StopAtTarget(Callback):
+    """Stops once every named metric reaches its preset value (below for losses, above for scores)."""
+
+    def __init__(self, targets: dict[str, float]):
+        self.targets = targets
+
+    def on_epoch_end(self, state: TrainState, logs: dict[str, float]) -> None:
+        reached = []
+        for name, goal in self.targets.items():
+            key = name if name in logs else f"val_{name}"
+            value = logs.get(key)
+            if value is None:
+                return
+            ok = value <= goal if monitor_mode(key) == "min" else value >= goal
+            if not ok:
+                return
+            reached.append(f"{key}={value:.4g}")
+        if reached and not state.should_stop:
+            state.stop_reason = "target reached: " + ", ".join(reached)
+
+
+class LRSchedule(Callback):
+    """Steps the learning-rate schedule: per batch for one-cycle, per epoch for the others."""
+
+    def on_batch_end(self, state: TrainState, loss: torch.Tensor) -> None:
+        state.schedule.step_batch()
+
+    def on_epoch_end(self, state: TrainState, logs: dict[str, float]) -> None:
+        state.schedule.step_epoch(logs.get(state.monitor))
+
+
+class Checkpoint(Callback):
+    """Saves resumable state every epoch and, optionally, every N optimizer steps."""
+
+    def __init__(self, save: Callable[[TrainState], Any], every_steps: int | None = None):
+        self.save, self.every_steps = save, every_steps
+
+    def on_batch_end(self, state: TrainState, loss: torch.Tensor) -> None:
+        if self.every_steps and state.step % self.every_steps == 0 and state.batcher.order.position < len(state.batcher):
+            self.save(state)
+
+    def on_epoch_end(self, state: TrainState, logs: dict[str, float]) -> None:
+        self.save(state)
+
+
+class Progress(Callback):
+    """A live rich progress bar: epoch, batch, training loss (synced every few steps) and the monitor."""
+
+    def __init__(self, epochs: int, console=None, sync_every: int = 20):
+        self.epochs, self.console, self.sync_every = epochs, console, sync_every
+        self.progress = None
+
+    def on_train_begin(self, state: TrainState) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(),
+                                 MofNCompleteColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+                                 console=self.console, transient=False, refresh_per_second=8)
+        self.progress.start()
+        self.task = self.progress.add_task("train", total=len(state.batcher), epoch=state.epoch + 1,
+                                           epochs=self.epochs, info="")
+        self.last = ""
+
+    def on_epoch_begin(self, state: TrainState) -> None:
+        start = state.batcher.order.position if 0 < state.batcher.order.position < len(state.batcher) else 0
+        self.progress.reset(self.task, total=len(state.batcher), completed=start, epoch=state.epoch + 1,
+                            epochs=self.epochs, info=self.last)
+
+    def on_batch_end(self, state: TrainState, loss: torch.Tensor) -> None:
+        # Reading the loss is a host sync: do it only every few steps, never on each one.
+        if state.step % self.sync_every == 0:
+            self.progress.update(self.task, advance=1, info=f"loss {loss.item():.4f}  {self.last}")
+        else:
+            self.progress.advance(self.task)
+
+    def on_epoch_end(self, state: TrainState, logs: dict[str, float]) -> None:
+        shown = [f"train_loss {logs['train_loss']:.4f}"]
+        for k, v in logs.items():
+            if k.startswith("val_") and len(shown) < 3:
+                shown.append(f"{k} {v:.4f}")
+        self.last = "  ".join(shown)
+        self.progress.update(self.task, info=self.last)
+
+    def on_train_end(self, state: TrainState) -> None:
+        if self.progress is not None:
+            self.progress.stop()

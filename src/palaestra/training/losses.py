@@ -1,0 +1,74 @@
+"""Loss functions, chosen by name or by the task (``loss: auto``)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from palaestra.config import LossConfig
+from palaestra.data.spec import FeatureSpec
+from palaestra.errors import ConfigError
+
+CLASSIFICATION_LOSSES = ("cross_entropy", "bce")
+REGRESSION_LOSSES = ("mse", "mae", "huber")
+
+
+class BinaryCrossEntropy(nn.Module):
+    """BCE on two logits: ``sigmoid(l1 - l0)`` equals ``softmax(l)[1]``, so probabilities stay a softmax."""
+
+    def __init__(self, pos_weight: torch.Tensor | None = None):
+        super().__init__()
+        self.register_buffer("pos_weight", pos_weight)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        margin = logits[:, 1] - logits[:, 0]
+        return F.binary_cross_entropy_with_logits(margin, target.to(margin.dtype), pos_weight=self.pos_weight)
+
+
+class RegressionLoss(nn.Module):
+    """Wraps an elementwise loss so the model's ``(B, 1)`` output meets a ``(B,)`` target."""
+
+    def __init__(self, fn: nn.Module):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.fn(output.squeeze(-1), target.to(output.dtype))
+
+
+def resolve_loss_name(cfg: LossConfig, task: str) -> str:
+    if cfg.name == "auto":
+        return "cross_entropy" if task == "classification" else "mse"
+    allowed = CLASSIFICATION_LOSSES if task == "classification" else REGRESSION_LOSSES
+    if cfg.name not in allowed:
+        raise ConfigError(f"loss '{cfg.name}' does not fit a {task} task; use one of {', '.join(allowed)}")
+    return cfg.name
+
+
+def class_weights(cfg: LossConfig, counts: torch.Tensor) -> torch.Tensor | None:
+    if cfg.class_weights is None:
+        return None
+    if cfg.class_weights == "balanced":
+        # n_samples / (n_classes * count), as scikit-learn's class_weight="balanced"
+        return counts.sum() / (len(counts) * counts.clamp(min=1).float())
+    w = torch.tensor(cfg.class_weights, dtype=torch.float32)
+    if len(w) != len(counts):
+        raise ConfigError(f"loss.class_weights has {len(w)} values for {len(counts)} classes")
+    return w
+
+
+def build_loss(cfg: LossConfig, spec: FeatureSpec, train_target: torch.Tensor) -> nn.Module:
+    """The training loss. ``train_target`` (encoded) is used for class weights."""
+    name = resolve_loss_name(cfg, spec.task)
+    if name == "cross_entropy":
+        counts = torch.bincount(train_target, minlength=spec.n_outputs)
+        return nn.CrossEntropyLoss(weight=class_weights(cfg, counts), label_smoothing=cfg.label_smoothing)
+    if name == "bce":
+        if spec.n_outputs != 2:
+            raise ConfigError(f"loss 'bce' needs exactly two classes, found {spec.n_outputs}: use cross_entropy")
+        counts = torch.bincount(train_target, minlength=2)
+        w = class_weights(cfg, counts)
+        return BinaryCrossEntropy(None if w is None else (w[1] / w[0]).reshape(()))
+    fn = {"mse": nn.MSELoss(), "mae": nn.L1Loss(), "huber": nn.HuberLoss(delta=cfg.huber_delta)}[name]
+    return RegressionLoss(fn)

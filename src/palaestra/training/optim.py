@@ -1,0 +1,71 @@
+"""Optimizers and learning-rate schedules."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from palaestra.config import OptimizerConfig, ScheduleConfig
+
+
+def build_optimizer(params: Iterable[nn.Parameter], cfg: OptimizerConfig) -> torch.optim.Optimizer:
+    """SGD (momentum, Nesterov), Adam, AdamW or RMSprop, with weight decay.
+
+    >>> opt = build_optimizer([nn.Parameter(torch.zeros(2))], OptimizerConfig(name="sgd", lr=0.1, momentum=0.9))
+    >>> type(opt).__name__, opt.param_groups[0]["momentum"]
+    ('SGD', 0.9)
+    """
+    params = [p for p in params if p.requires_grad]
+    wd = cfg.weight_decay
+    if cfg.name == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
+                               weight_decay=wd)
+    if cfg.name == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, weight_decay=wd)
+    if cfg.name == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=wd)
+    return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=wd)
+
+
+class Schedule:
+    """A learning-rate schedule and when it steps: per batch (one-cycle) or per epoch (the rest)."""
+
+    def __init__(self, cfg: ScheduleConfig, optimizer: torch.optim.Optimizer, lr: float, epochs: int,
+                 steps_per_epoch: int):
+        self.name = cfg.name
+        self.per_batch = cfg.name == "onecycle"
+        self.scheduler: object | None
+        if cfg.name == "step":
+            self.scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
+        elif cfg.name == "cosine":
+            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=cfg.min_lr)
+        elif cfg.name == "onecycle":
+            self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
+                optimizer, max_lr=cfg.max_lr or 10 * lr, total_steps=max(1, epochs * steps_per_epoch))
+        elif cfg.name == "plateau":
+            self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer, mode="min", factor=cfg.factor, patience=cfg.patience, min_lr=cfg.min_lr)
+        else:
+            self.scheduler = None
+
+    def step_batch(self) -> None:
+        if self.per_batch and self.scheduler is not None:
+            self.scheduler.step()
+
+    def step_epoch(self, monitored: float | None) -> None:
+        if self.scheduler is None or self.per_batch:
+            return
+        if self.name == "plateau":
+            if monitored is not None:
+                self.scheduler.step(monitored)
+        else:
+            self.scheduler.step()
+
+    def state_dict(self) -> dict:
+        return self.scheduler.state_dict() if self.scheduler is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.scheduler is not None and state:
+            self.scheduler.load_state_dict(state)

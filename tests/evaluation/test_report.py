@@ -1,0 +1,100 @@
+import math
+from pathlib import Path
+
+from palaestra.evaluation.report import write_report
+
+CLASSES = ["Adelie", "Chinstrap", "Gentoo"]
+CLASSIFICATION_METRICS = ["accuracy", "precision_macro", "recall_macro", "f1_macro", "f1_weighted", "roc_auc"]
+
+
+def _history(epochs: int, metric_names: list[str], lr: float = 1e-3) -> list[dict]:
+    return [
+        {"epoch": e, "train_loss": 1.0 / e, "val_loss": 1.2 / e, **{f"val_{m}": 0.5 + 0.1 * e for m in metric_names},
+         "grad_norm": 2.0 / e, "lr": lr / e, "seconds": 0.01}
+        for e in range(1, epochs + 1)
+    ]
+
+
+def _classification_metrics() -> dict:
+    split = {m: 0.9 for m in CLASSIFICATION_METRICS}
+    split.update(confusion_matrix=[[5, 1, 0], [0, 4, 1], [0, 0, 6]], classes=CLASSES)
+    return {"val": dict(split), "test": dict(split), "epochs": 3, "train_seconds": 0.5, "stop_reason": None}
+
+
+def _write(run_dir: Path, history: list[dict], metrics: dict, notices: list[str] | None = None, **kw) -> list[str]:
+    config = {"name": "penguins", "seed": 0, "train": {"epochs": len(history)}}
+    info = {"task": "classification", "model": "mlp", "parameters": 12345, "device": "cpu"}
+    return write_report(run_dir, config, history, metrics, info, notices or [], **kw)
+
+
+def _is_png(path: Path) -> bool:
+    return path.read_bytes().startswith(b"\x89PNG")
+
+
+def test_classification_report_has_metrics_classes_and_plots(tmp_path):
+    written = _write(tmp_path, _history(3, ["accuracy", "f1_macro"]), _classification_metrics())
+
+    for name in ["report.html", "plots/loss.png", "plots/metrics.png", "plots/confusion_matrix.png", "plots/lr.png"]:
+        assert name in written
+    for name in written:
+        assert (tmp_path / name).is_file()
+        if name.endswith(".png"):
+            assert _is_png(tmp_path / name)
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "penguins" in page
+    for metric in CLASSIFICATION_METRICS:
+        assert metric in page
+    for label in CLASSES:
+        assert label in page
+    assert 'src="plots/confusion_matrix.png"' in page
+    assert "mlp" in page and "12345" in page
+
+
+def test_regression_report_has_no_confusion_matrix(tmp_path):
+    split = {"mse": 4.0, "rmse": 2.0, "mae": 1.5, "r2": 0.8}
+    metrics = {"val": dict(split), "test": dict(split), "epochs": 2, "train_seconds": 0.1, "stop_reason": None}
+    history = [{k: v for k, v in row.items() if k != "lr"} for row in _history(2, ["rmse", "r2"])]
+
+    written = _write(tmp_path, history, metrics)
+
+    assert "plots/confusion_matrix.png" not in written
+    assert not (tmp_path / "plots" / "confusion_matrix.png").exists()
+    assert "plots/lr.png" not in written
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    for metric in split:
+        assert metric in page
+
+
+def test_diverged_history_with_nan_still_writes_report(tmp_path):
+    history = _history(3, ["accuracy"])
+    history[1]["train_loss"] = math.nan
+    history[2].update(train_loss=math.inf, val_loss=math.nan, val_accuracy=math.nan, grad_norm=math.nan)
+    metrics = _classification_metrics()
+    metrics["stop_reason"] = "diverged: the loss became nan at epoch 2"
+
+    written = _write(tmp_path, history, metrics)
+
+    assert _is_png(tmp_path / "plots" / "loss.png")
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "diverged: the loss became nan" in page
+    assert "report.html" in written
+
+
+def test_long_history_is_elided(tmp_path):
+    _write(tmp_path, _history(60, ["accuracy"]), _classification_metrics())
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "40 epochs" in page
+    assert page.count("<tr><td>") < 60
+
+
+def test_text_is_escaped_and_sections_are_appended(tmp_path):
+    notice = "column <script>alert(1)</script> has 3 missing values"
+    _write(tmp_path, _history(2, []), _classification_metrics(), [notice],
+           sections=[("Doctor", "<p class='finding'>no problems found</p>")])
+
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "<script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<h2>Doctor</h2>" in page
+    assert "<p class='finding'>no problems found</p>" in page
+    assert not (tmp_path / "plots" / "metrics.png").exists()
