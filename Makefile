@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 run: setup
-	$(BIN)/palaestra train --data penguins --target species --out runs/penguins
+	$(BIN)/palaestra train --data penguins --target species
 
 test: setup
 	$(BIN)/python -m pytest

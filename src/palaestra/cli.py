@@ -120,6 +120,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     if run.metrics.get("stop_reason"):
         out_console.print(f"stopped: {run.metrics['stop_reason']}")
     print_metrics(run.metrics.get("test", {}), f"test metrics ({run.spec.task}, {run.metrics['epochs']} epochs)", out_console)
+    try:  # the training doctor's findings (computed when the run directory was written)
+        from palaestra.diagnosis import print_findings
+
+        if getattr(run, "findings", None) is not None:
+            print_findings(run.findings, out_console)
+    except ImportError:
+        pass
     out_console.print(f"run: {run.path}")
     if (run.path / "report.html").is_file():
         out_console.print(f"report: {run.path / 'report.html'}")

@@ -23,10 +23,13 @@ from palaestra.artifacts import atomic_write, write_json, write_manifest, write_
 from palaestra.config import Config, build_config, load_config, read_yaml
 from palaestra.data.batching import LoaderBatcher, TensorBatcher
 from palaestra.data.prepare import PreparedData, prepare_data
+from palaestra.data.sequence import resolve_layout
 from palaestra.data.sources import ArrayData
+from palaestra.distributed import setup as setup_distributed
 from palaestra.errors import ConfigError, UserError
 from palaestra.evaluation.metrics import MetricSet
 from palaestra.models.registry import build_model, resolve_family
+from palaestra.models.rnn import family_defaults
 from palaestra.runs import Run, RunIndex, read_state, set_state
 from palaestra.training import callbacks as cb
 from palaestra.training.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
@@ -108,7 +111,10 @@ class _InterruptCheck(cb.Callback):
                                       f"checkpoint saved. Resume with: palaestra train --resume {where}")
 
     def on_batch_end(self, state: TrainState, loss: torch.Tensor) -> None:
-        self._check(state)
+        # After an epoch's last batch, wait for on_epoch_end: a checkpoint taken between the last batch and the
+        # epoch's end would resume into one epoch too many.
+        if state.batcher.order.position < len(state.batcher):
+            self._check(state)
 
     def on_epoch_end(self, state: TrainState, logs: dict[str, float]) -> None:
         self._check(state)
@@ -139,8 +145,11 @@ def _batchers(config: Config, data: PreparedData, device: torch.device, rank: in
 
 def train(config: Config | dict | str | Path | None = None, *, source: pd.DataFrame | ArrayData | None = None,
           out: str | Path | None = None, resume: str | Path | None = None, overrides: Sequence[str] | dict | None = None,
-          extra_callbacks: Sequence[cb.Callback] = (), console=None, quiet: bool = False) -> Run:
+          extra_callbacks: Sequence[cb.Callback] = (), console=None, quiet: bool = False,
+          split_override: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> Run:
     """Train a model from a config and return the ``Run``; with ``out``, also write the run directory.
+
+    ``split_override``: explicit (train, val, test) row positions instead of the configured split (k-fold).
 
     >>> run = train({"data": {"source": "iris"}, "train": {"epochs": 5, "progress": False}}, quiet=True)  # doctest: +SKIP
     """
@@ -152,20 +161,25 @@ def train(config: Config | dict | str | Path | None = None, *, source: pd.DataFr
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     device = pick_device(config.train.device)
-    data = prepare_data(config.data, config.seed, source=source, embedding_dim=config.model.embedding_dim)
+    dist = setup_distributed(device)  # under torchrun (`--nproc N`): this rank's place; None in one process
+    if dist is not None:
+        device, quiet = dist.device, quiet or not dist.is_main  # only rank 0 prints
+    data = prepare_data(resolve_layout(config), config.seed, source=source, embedding_dim=config.model.embedding_dim,
+                        split_override=split_override)
     family = resolve_family(data.spec, config.model)
     # `auto` resolves now so config.yaml alone retrains the same model.
     config = config.model_copy(update={
         "model": config.model.model_copy(update={"family": family}),
         "data": config.data.model_copy(update={"task": data.spec.task}),
     })
+    config = family_defaults(config)  # e.g. gradient clipping for recurrent models, unless set
     seed_everything(config.seed)  # the same weights whatever the data stage consumed
     model = build_model(data.spec, config.model).to(device)
     if config.train.channels_last and data.spec.kind == "image":
         model = model.to(memory_format=torch.channels_last)
     loss_fn = build_loss(config.loss, data.spec, data.train.target).to(device)
     optimizer = build_optimizer(model.parameters(), config.optimizer)
-    train_b, val_b, test_b = _batchers(config, data, device, 0, 1)
+    train_b, val_b, test_b = _batchers(config, data, device, dist.rank if dist else 0, dist.world_size if dist else 1)
     schedule = Schedule(config.schedule, optimizer, config.optimizer.lr, config.train.epochs, len(train_b))
     monitor, mode = _monitor(config, val_b is not None)
     state = TrainState(model, optimizer, schedule, train_b, monitor=monitor, mode=mode)
@@ -173,10 +187,16 @@ def train(config: Config | dict | str | Path | None = None, *, source: pd.DataFr
     t_mean, t_std = getattr(pre, "target_mean", 0.0), getattr(pre, "target_std", 1.0)
 
     def metric_set() -> MetricSet:
-        return MetricSet(data.spec.task, data.spec.n_outputs, t_mean, t_std, data.spec.classes, device)
+        metrics = MetricSet(data.spec.task, data.spec.n_outputs, t_mean, t_std, data.spec.classes, device)
+        return dist.local_metrics(metrics) if dist is not None else metrics
 
     run_dir = Path(out) if out is not None else None
     ckpt_dir = run_dir / "checkpoints" if run_dir else None
+    if dist is not None and not dist.is_main:
+        # Only rank 0 writes; on --resume every rank loads the same checkpoint (rank 0 below).
+        if resume is not None and has_checkpoint(ckpt_dir):
+            load_checkpoint(ckpt_dir, state)
+        run_dir = ckpt_dir = None
     save = (lambda s: (save_checkpoint(ckpt_dir, s), run_dir)[1]) if ckpt_dir else None
     if run_dir is not None:
         if resume is None:
@@ -198,6 +218,9 @@ def train(config: Config | dict | str | Path | None = None, *, source: pd.DataFr
     if save:
         callbacks.append(cb.Checkpoint(save, config.train.checkpoint_every_steps))
     callbacks.extend(extra_callbacks)
+    custom = getattr(model, "custom_training", None)  # e.g. a GAN's alternating step and its sample grids
+    step_fn, model_callbacks = custom(run_dir) if custom is not None else (None, [])
+    callbacks.extend(model_callbacks)
     flag = Interrupt()
     callbacks.append(_InterruptCheck(flag, save))
     show = config.train.progress and not quiet
@@ -210,10 +233,12 @@ def train(config: Config | dict | str | Path | None = None, *, source: pd.DataFr
     started = time.perf_counter()
     if compiled is not None:
         state.model = compiled
+    if dist is not None:
+        state.model = dist.wrap(state.model)  # DistributedDataParallel: gradients averaged across ranks
     try:
         with _catch_signals(flag):
             fit(state, config.train.epochs, loss_fn, val_b, metric_set(), cb.CallbackList(callbacks), device,
-                config.train.precision, config.train.grad_clip, scaler)
+                config.train.precision, config.train.grad_clip, scaler, step_fn=step_fn)
     except TrainingInterrupted:
         if run_dir is not None:
             set_state(run_dir, "interrupted")
@@ -230,14 +255,22 @@ def train(config: Config | dict | str | Path | None = None, *, source: pd.DataFr
         model.load_state_dict(state.best_weights)
     val = evaluate(model, val_b, loss_fn, metric_set(), device) if val_b is not None else {}
     test = evaluate(model, test_b, loss_fn, metric_set(), device) if test_b is not None else {}
+    baseline = getattr(pre, "baseline_metrics", None)  # e.g. the persistence forecast's naive_mae
+    if baseline is not None:
+        val.update(baseline(data.val) if val else {})
+        test.update(baseline(data.test) if test else {})
     metrics = {"val": val, "test": test, "epochs": state.epoch, "best_epoch": state.best_epoch,
                "monitor": state.monitor, "train_seconds": round(train_seconds, 3), "stop_reason": state.stop_reason,
                "parameters": sum(p.numel() for p in model.parameters()),
                "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+    if dist is not None:
+        metrics["world_size"] = dist.world_size  # train.batch_size was per rank: retrain with --nproc this
     run = Run(config, pre, data.spec, model, metrics, state.history, run_dir)
     run.notices = data.notices
     run.state = state
     run.data = data
+    # Model-declared monitors may add report sections (e.g. the GAN's samples per epoch).
+    run.report_sections = [s for c in model_callbacks if (s := getattr(c, "report_section", lambda h: None)(state.history))]
     if run_dir is not None:
         _write_run(run_dir, run, data, state, device)
     if state.diverged and not quiet:
@@ -285,6 +318,7 @@ def _history_frame(history: list[dict]) -> pd.DataFrame:
     frame = pd.DataFrame(history)
     order = ["epoch", "train_loss", "val_loss"] + sorted(c for c in frame.columns if c.startswith("val_") and c != "val_loss")
     order += [c for c in ("grad_norm", "lr", "seconds") if c in frame.columns]
+    order += [c for c in frame.columns if c not in order]  # what callbacks added (e.g. a GAN's d_loss, g_loss)
     return frame[[c for c in order if c in frame.columns]]
 
 
@@ -298,6 +332,13 @@ def _write_run(run_dir: Path, run: Run, data: PreparedData, state: TrainState, d
     write_json(run_dir / "diagnostics.json", {"grad_norms": state.grad_history})
     write_json(run_dir / "env.json", environment(device, run.config.seed))
     files = ["config.yaml", "model.safetensors", "preprocess.json", "metrics.json", "history.csv", "diagnostics.json", "env.json"]
+    try:  # the training doctor: findings go into report.html; `palaestra train` prints run.findings
+        from palaestra.diagnosis import diagnose, findings_html
+
+        run.findings = diagnose(run_dir, run=run, raw=data.raw)
+        run.report_sections = [*(getattr(run, "report_sections", None) or []), ("Doctor", findings_html(run.findings))]
+    except ImportError:
+        pass
     files += _report(run_dir, run, data)
     write_manifest(run_dir, files)
     set_state(run_dir, "complete")

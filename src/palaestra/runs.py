@@ -98,6 +98,10 @@ class Run:
         cfg = config.model.model_copy(update={"init": "default"})  # weights come from the file, not an init
         model = build_model(spec, cfg)
         weights = read_tensors(path / "model.safetensors")
+        if (path / "compression.json").is_file():  # written by `palaestra compress`: int8 and/or sparse weights
+            from palaestra.deployment.compress import load_compressed
+
+            model, weights = load_compressed(path, model, weights)
         try:
             model.load_state_dict(weights)
         except RuntimeError as exc:
@@ -127,7 +131,7 @@ class Run:
                 raise DataError("this model was trained on a table: give rows with the training columns")
             arrays = self.preprocessor.transform(data)
         else:
-            if isinstance(data, pd.DataFrame):
+            if isinstance(data, pd.DataFrame) and not getattr(self.preprocessor, "accepts_frames", False):
                 raise DataError("this model was trained on arrays: give an .npz file or an array")
             arrays = self.preprocessor.inputs(data)
         return tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in arrays)
@@ -135,7 +139,7 @@ class Run:
     def outputs(self, data: Any, batch_size: int = 4096) -> np.ndarray:
         """Raw model outputs (logits, or values on the training scale) for raw rows or arrays."""
         inputs = self._inputs(self._frame_or_arrays(data))
-        device = next(self.model.parameters()).device
+        device = next(iter(self.model.parameters()), torch.empty(0)).device  # an int8 model may have no parameters
         outs = []
         with torch.inference_mode():
             for start in range(0, len(inputs[0]), batch_size):
@@ -164,6 +168,9 @@ class Run:
 
         raw = self._frame_or_arrays(data)
         pre = self.preprocessor
+        own = getattr(pre, "evaluate_frame", None)  # e.g. forecasting: each window against its later value
+        if own is not None:
+            return own(self.model, raw)
         if isinstance(raw, ArrayData):
             if raw.y is None:
                 raise DataError("the data has no 'y' array to evaluate against")
@@ -180,6 +187,12 @@ class Run:
         result = ms.compute()
         result["rows"] = int(len(y))
         return result
+
+    def export(self, format: str = "onnx", out: str | Path | None = None, tolerance: float | None = None) -> Path:
+        """Export the model (``onnx`` | ``torchscript``), checked against this run's outputs; returns the file."""
+        from palaestra.deployment.export import export
+
+        return export(self, format, out, tolerance)[0]
 
 
 # --- the run index -----------------------------------------------------------------------------------------

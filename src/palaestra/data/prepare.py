@@ -65,9 +65,22 @@ def _to_tensors(pre: Preprocessor, inputs: tuple[np.ndarray, ...], y: np.ndarray
     return tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in inputs), torch.from_numpy(np.ascontiguousarray(y))
 
 
+def _special_preparers() -> list:
+    """(claims(cfg, raw) -> bool, prepare(cfg, raw, seed, notices)) pairs for non-table, non-image data."""
+    from palaestra.data import forecast, sequence, text
+    from palaestra.generative import data as generation
+
+    return [(generation.claims, generation.prepare), (text.claims, text.prepare), (forecast.claims, forecast.prepare),
+            (sequence.claims, sequence.prepare)]
+
+
 def prepare_data(cfg: DataConfig, seed: int, source: pd.DataFrame | ArrayData | None = None,
-                 embedding_dim: int | None = None) -> PreparedData:
+                 embedding_dim: int | None = None,
+                 split_override: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> PreparedData:
     """Read, infer, split, fit on the training split, and tensorize.
+
+    ``split_override`` gives explicit (train, val, test) row positions instead of the configured split
+    (cross-validation folds); positions count rows after those without a target are left out.
 
     >>> from palaestra.config import DataConfig
     >>> data = prepare_data(DataConfig(source="iris"), seed=0)
@@ -76,9 +89,12 @@ def prepare_data(cfg: DataConfig, seed: int, source: pd.DataFrame | ArrayData | 
     """
     notices: list[str] = []
     raw = read_source(source if source is not None else cfg.source)
+    for claims, prepare in _special_preparers():
+        if claims(cfg, raw):  # sequences, series, text: their own preparation
+            return prepare(cfg, raw, seed, notices)
     target = resolve_target(cfg, raw)
     if isinstance(raw, ArrayData):
-        return _prepare_arrays(cfg, raw, seed, notices)
+        return _prepare_arrays(cfg, raw, seed, notices, split_override=split_override)
     missing_target = _is_na_token(raw[target])
     if missing_target.all():
         raise DataError(f"target column '{target}' is empty")
@@ -95,7 +111,8 @@ def prepare_data(cfg: DataConfig, seed: int, source: pd.DataFrame | ArrayData | 
     if len(raw) < 10:
         raise DataError(f"only {len(raw)} rows with a target: too few to split into train, val and test")
     s = cfg.split
-    tr, va, te = split_indices(len(raw), y_all, s.train, s.val, s.test, seed, stratify=s.stratify)
+    tr, va, te = split_override if split_override is not None else \
+        split_indices(len(raw), y_all, s.train, s.val, s.test, seed, stratify=s.stratify)
     pre = TablePreprocessor.fit(raw.iloc[tr], target, task, kinds, dropped, cfg.embedding_threshold)
     splits = []
     for idx in (tr, va, te):
@@ -106,7 +123,8 @@ def prepare_data(cfg: DataConfig, seed: int, source: pd.DataFrame | ArrayData | 
     return PreparedData(pre.spec(embedding_dim), pre, *splits, raw=raw, notices=notices)
 
 
-def _prepare_arrays(cfg: DataConfig, raw: ArrayData, seed: int, notices: list[str]) -> PreparedData:
+def _prepare_arrays(cfg: DataConfig, raw: ArrayData, seed: int, notices: list[str],
+                    split_override: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> PreparedData:
     x = raw.x
     if not np.isfinite(x.astype(np.float64, copy=False)).all():
         bad = int((~np.isfinite(x.astype(np.float64, copy=False))).reshape(len(x), -1).any(axis=1).sum())
@@ -118,8 +136,9 @@ def _prepare_arrays(cfg: DataConfig, raw: ArrayData, seed: int, notices: list[st
     if task == "classification" and len(np.unique(y)) < 2:
         raise DataError("labels 'y' hold only one class: nothing to learn")
     s = cfg.split
-    tr, va, te = split_indices(len(x), y.astype(str) if task == "classification" else None,
-                               s.train, s.val, s.test, seed, stratify=s.stratify)
+    tr, va, te = split_override if split_override is not None else \
+        split_indices(len(x), y.astype(str) if task == "classification" else None,
+                      s.train, s.val, s.test, seed, stratify=s.stratify)
     pre = ArrayPreprocessor.fit(raw, tr, task)
     if pre.channels_last:
         notices.append(f"'x' of shape {tuple(x.shape)} read as (N, H, W, C) and transposed to (N, C, H, W)")

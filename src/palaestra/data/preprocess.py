@@ -143,7 +143,11 @@ class TablePreprocessor:
             values, bad = _numeric_view(series)
             n_present = int((~_is_na_token(series)).sum())
             if not bad.any():
-                if _looks_like_identifier(name, series):
+                # Judge the parsed numbers, not the text: a measurement column read as text (because of a
+                # '?' or 'NA' token) has a distinct string on almost every row but is no identifier.
+                present = values.dropna()
+                integral = len(present) > 0 and bool(np.isfinite(present).all() and (present == present.round()).all())
+                if _looks_like_identifier(name, present.astype("int64") if integral else present):
                     dropped[name] = "identifier-like (a distinct value on almost every row)"
                     continue
                 kinds.append((name, "numeric"))
@@ -276,6 +280,8 @@ class TablePreprocessor:
         values, bad = _numeric_view(y)
         if bad.any() or values.isna().any():
             raise DataError(f"target '{self.target}' must be numeric with no missing values for regression")
+        if np.isinf(values.to_numpy(dtype=np.float64)).any():
+            raise DataError(f"target '{self.target}' holds an infinite value: regression needs finite targets")
         return ((values.to_numpy(dtype=np.float64) - self.target_mean) / self.target_std).astype(np.float32)
 
     def decode_target(self, values: np.ndarray) -> np.ndarray:
@@ -401,7 +407,13 @@ class ArrayPreprocessor:
             if (codes < 0).any():
                 raise DataError("labels 'y' include classes not seen in training")
             return codes
-        return ((np.asarray(y, np.float64) - self.target_mean) / self.target_std).astype(np.float32)
+        try:
+            values = np.asarray(y, np.float64)
+        except (TypeError, ValueError):
+            raise DataError("labels 'y' must be numbers for regression") from None
+        if not np.isfinite(values).all():
+            raise DataError(f"labels 'y' hold NaN or infinite values in {int((~np.isfinite(values)).sum())} samples")
+        return ((values - self.target_mean) / self.target_std).astype(np.float32)
 
     def decode_target(self, values: np.ndarray) -> np.ndarray:
         if self.task == "classification":
@@ -436,3 +448,10 @@ def preprocessor_from_dict(d: dict[str, Any]) -> TablePreprocessor | ArrayPrepro
     if kind not in PREPROCESSORS:
         raise DataError(f"preprocess.json names an unknown preprocessing kind {kind!r}")
     return PREPROCESSORS[kind].from_dict(d)
+
+
+# Sequence, series and text preprocessing (and their built-in data sets) register their kinds here.
+from palaestra.data import forecast as _forecast  # noqa: E402, F401, I001
+from palaestra.data import sequence as _sequence  # noqa: E402, F401
+from palaestra.data import text as _text  # noqa: E402, F401
+from palaestra.generative import data as _generation  # noqa: E402, F401

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +100,10 @@ def read_source(source: str | pd.DataFrame | ArrayData) -> pd.DataFrame | ArrayD
         raise DataError(f"data file {path} is empty")
     suffix = path.suffix.lower()
     readers = {".csv": _read_csv, ".tsv": _read_csv, ".parquet": _read_parquet, ".pq": _read_parquet, ".npz": _read_npz}
+    if suffix == ".txt":
+        from palaestra.data.text import read_text
+
+        return read_text(path)
     if suffix not in readers:
         raise DataError(f"unsupported data file type '{suffix}' for {path}: use .csv, .parquet or .npz")
     return readers[suffix](path)
@@ -126,12 +131,25 @@ def _read_csv(path: Path) -> pd.DataFrame:
     except (pd.errors.ParserError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise DataError(f"cannot parse {path} as CSV: {first}") from None
-    if df.shape[1] == 1 and len(df) > 0 and any(ch in sample for ch in ";\t|"):
-        raise DataError(f"{path} was read as a single column: check the delimiter (found ';', tab or '|')")
+    if df.shape[1] == 1 and len(df) > 0:
+        found = _split_evenly(sample) or ("';', tab or '|'" if any(ch in sample for ch in ";\t|") else None)
+        if found:
+            raise DataError(f"{path} was read as a single column named {str(df.columns[0])[:60]!r}: check the "
+                            f"delimiter (every line holds {found}; Palaestra reads ',', ';', tab or '|')")
     if len(df) == 0:
         raise DataError(f"data file {path} has a header but no rows")
     df.columns = [str(c).strip() for c in df.columns]
     return df
+
+
+def _split_evenly(sample: str) -> str | None:
+    """The delimiter-like character that every line of a one-column read holds equally often, if any."""
+    lines = [ln for ln in sample.splitlines() if ln.strip()]
+    for ch, name in ((";", "';'"), ("\t", "tabs"), ("|", "'|'"), (":", "':'"), (" ", "spaces")):
+        counts = {ln.strip().count(ch) for ln in lines}
+        if len(counts) == 1 and counts != {0}:
+            return name
+    return None
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
@@ -154,14 +172,26 @@ def _read_npz(path: Path) -> ArrayData:
             y = npz["y"] if "y" in keys else None
     except DataError:
         raise
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            # An object array is stored as a pickle: refused unread, since unpickling can run code.
+            raise DataError(f"{path}: an array is stored as Python objects (e.g. images of mismatched shapes); "
+                            f"save numeric arrays of one shape (it is not unpickled: that could run code)") from None
         raise DataError(f"cannot read {path} as .npz: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    except (OSError, zipfile.BadZipFile, EOFError, zlib.error, KeyError, IndexError, TypeError) as exc:
+        # A damaged archive fails in zipfile, zlib or numpy's header parser, each with its own error type.
+        raise DataError(f"cannot read {path} as .npz: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    if y is not None and y.ndim == 0:
+        raise DataError(f"{path}: 'y' must hold one label per sample, got a single value")
     if x.dtype == object:
         raise DataError(f"{path}: 'x' must be a numeric array (images of mismatched shapes cannot be stacked)")
     if x.ndim < 2:
         raise DataError(f"{path}: 'x' must have a sample axis and features, got shape {x.shape}")
     if y is not None and len(y) != len(x):
         raise DataError(f"{path}: 'x' has {len(x)} samples but 'y' has {len(y)}")
-    if not np.issubdtype(x.dtype, np.number) and x.dtype != bool:
+    if (not np.issubdtype(x.dtype, np.number) and x.dtype != bool) or np.issubdtype(x.dtype, np.complexfloating):
         raise DataError(f"{path}: 'x' must be numeric, got dtype {x.dtype}")
+    if len(x) == 0:
+        raise DataError(f"{path}: 'x' has no samples")
     return ArrayData(x=x, y=y, name=path.stem)
+

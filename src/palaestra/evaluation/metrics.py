@@ -11,7 +11,8 @@ import warnings
 from typing import Any
 
 import torch
-from torchmetrics import MetricCollection
+import torch.nn.functional as F
+from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics import classification as C
 from torchmetrics import regression as R
 
@@ -40,6 +41,9 @@ class MetricSet:
                 "roc_auc": C.MulticlassAUROC(k, average="macro"),
                 "confusion_matrix": C.MulticlassConfusionMatrix(k),
             }, compute_groups=False)
+        elif task == "language_model":
+            # Mean next-token cross-entropy (nats) over every position; bits_per_char = loss / ln 2.
+            self.metrics = MetricCollection({"loss": MeanMetric()}, compute_groups=False)
         else:
             self.metrics = MetricCollection({"mse": R.MeanSquaredError(), "mae": R.MeanAbsoluteError(),
                                              "r2": R.R2Score()}, compute_groups=False)
@@ -49,6 +53,8 @@ class MetricSet:
         outputs = outputs.detach().float()
         if self.task == "classification":
             self.metrics.update(outputs.softmax(dim=-1), target)
+        elif self.task == "language_model":  # outputs (B, T, V) logits, target (B, T) ids
+            self.metrics["loss"].update(F.cross_entropy(outputs.flatten(0, 1), target.flatten(), reduction="none"))
         else:
             scale = self.target_std
             self.metrics.update(outputs.squeeze(-1) * scale + self.target_mean, target.float() * scale + self.target_mean)
@@ -65,6 +71,8 @@ class MetricSet:
                 out[name] = float(value)
         if self.task == "classification":
             out["classes"] = self.classes
+        elif self.task == "language_model":
+            out["bits_per_char"] = out["loss"] / math.log(2)
         else:
             out["rmse"] = math.sqrt(out["mse"])
         return out

@@ -38,7 +38,11 @@ class CNN(nn.Module):
         return self.head(self.body(self.dropout(z)))
 
 
-@register("cnn", kinds=("image",), default_for=("image",))
+@register("cnn", kinds=("image", "sequence", "tokens"), default_for=("image", "sequence"))
 def build_cnn(spec: FeatureSpec, cfg: ModelConfig) -> nn.Module:
+    if spec.kind in ("sequence", "tokens"):
+        from palaestra.models.cnn1d import build_cnn1d
+
+        return build_cnn1d(spec, cfg)
     return CNN(list(spec.input_shape or []), cfg.channels, cfg.hidden, spec.n_outputs, cfg.activation,
                cfg.dropout, cfg.kernel_size, cfg.batch_norm)

@@ -23,16 +23,18 @@ class Family:
     build: Callable[[FeatureSpec, ModelConfig], nn.Module]
     kinds: tuple[str, ...]  # data kinds it accepts (FeatureSpec.kind)
     default_for: tuple[str, ...] = ()  # data kinds for which `auto` picks it
+    # () -> (FeatureSpec, inputs, target): a tiny example for the shared contract test, for kinds it cannot make
+    example: Callable[[], tuple] | None = None
 
 
 FAMILIES: dict[str, Family] = {}
 
 
-def register(name: str, kinds: tuple[str, ...], default_for: tuple[str, ...] = ()):
+def register(name: str, kinds: tuple[str, ...], default_for: tuple[str, ...] = (), example: Callable[[], tuple] | None = None):
     """Decorator: ``@register("mlp", kinds=("table", "vector"), default_for=("table", "vector"))``."""
 
     def deco(fn: Callable[[FeatureSpec, ModelConfig], nn.Module]):
-        FAMILIES[name] = Family(name, fn, kinds, default_for)
+        FAMILIES[name] = Family(name, fn, kinds, default_for, example)
         return fn
 
     return deco
@@ -62,7 +64,7 @@ def build_model(spec: FeatureSpec, cfg: ModelConfig) -> nn.Module:
     >>> sum(p.numel() for p in build_model(spec, ModelConfig(hidden=[8], dropout=0.0)).parameters())
     67
     """
-    from palaestra.models import cnn, mlp  # noqa: F401  (registers the built-in families)
+    from palaestra.models import cnn, gan, mlp, rnn, transformer  # noqa: F401  (registers the built-in families)
     from palaestra.models.init import initialize
 
     model = FAMILIES[resolve_family(spec, cfg)].build(spec, cfg)

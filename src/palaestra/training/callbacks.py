@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from palaestra.config import EarlyStoppingConfig
+from palaestra.errors import ConfigError
 from palaestra.training.state import TrainState
 
 HOOKS = ("on_train_begin", "on_epoch_begin", "on_batch_end", "on_epoch_end", "on_train_end")
@@ -76,7 +77,14 @@ class BestTracker(Callback):
     def on_epoch_end(self, state: TrainState, logs: dict[str, float]) -> None:
         value = logs.get(state.monitor)
         if value is None:
-            return
+            # A misspelt monitor would otherwise never improve, and restore_best would end on the initial weights.
+            import difflib
+
+            names = [k for k in logs if k not in ("epoch", "seconds", "lr", "grad_norm")]
+            close = difflib.get_close_matches(state.monitor, names, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"train.early_stopping.monitor '{state.monitor}' is not a logged metric{hint}; "
+                              f"choose from {', '.join(names)}")
         if state.improved(value, self.min_delta):
             state.best, state.best_epoch, state.wait = value, state.epoch, 0
             state.snapshot_best()

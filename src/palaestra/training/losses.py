@@ -37,6 +37,17 @@ class RegressionLoss(nn.Module):
         return self.fn(output.squeeze(-1), target.to(output.dtype))
 
 
+class TokenCrossEntropy(nn.Module):
+    """Cross-entropy of ``(B, T, V)`` next-token logits against ``(B, T)`` ids (language models)."""
+
+    def __init__(self, label_smoothing: float = 0.0):
+        super().__init__()
+        self.label_smoothing = label_smoothing
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.flatten(0, 1), target.flatten(), label_smoothing=self.label_smoothing)
+
+
 def resolve_loss_name(cfg: LossConfig, task: str) -> str:
     if cfg.name == "auto":
         return "cross_entropy" if task == "classification" else "mse"
@@ -60,6 +71,8 @@ def class_weights(cfg: LossConfig, counts: torch.Tensor) -> torch.Tensor | None:
 
 def build_loss(cfg: LossConfig, spec: FeatureSpec, train_target: torch.Tensor) -> nn.Module:
     """The training loss. ``train_target`` (encoded) is used for class weights."""
+    if spec.task == "language_model":
+        return TokenCrossEntropy(cfg.label_smoothing)
     name = resolve_loss_name(cfg, spec.task)
     if name == "cross_entropy":
         counts = torch.bincount(train_target, minlength=spec.n_outputs)

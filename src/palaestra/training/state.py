@@ -65,6 +65,9 @@ class TrainState:
     diverged: bool = False
     last_grad_norms: dict[str, float] = field(default_factory=dict)
     grad_history: list[dict[str, float]] = field(default_factory=list)  # per-parameter norms, one per epoch
+    # The current epoch's running (loss sum, samples) while it is under way, so a mid-epoch resume logs the
+    # same train_loss (and so takes the same early-stopping and plateau decisions) as an uninterrupted run.
+    epoch_loss: tuple[torch.Tensor, int] | None = None
 
     @property
     def should_stop(self) -> bool:
@@ -104,11 +107,14 @@ class TrainState:
         tensors.update(rng_tensors)
         batcher = self.batcher.state_dict()
         tensors["batcher.epoch_start_state"] = batcher["epoch_start_state"]
+        if self.epoch_loss is not None:
+            tensors["epoch.loss_sum"] = self.epoch_loss[0]
         meta = {
             "epoch": self.epoch, "step": self.step, "history": self.history, "best": self.best,
             "best_epoch": self.best_epoch, "wait": self.wait, "monitor": self.monitor, "mode": self.mode,
             "stop_reason": self.stop_reason, "diverged": self.diverged, "grad_history": self.grad_history,
             "batch_position": batcher["position"],
+            "epoch_seen": self.epoch_loss[1] if self.epoch_loss is not None else None,
             "optimizer": opt_meta, "schedule": self.schedule.state_dict(), "rng": rng_meta,
         }
         return {k: v.detach().cpu().contiguous() for k, v in tensors.items()}, meta
@@ -132,3 +138,5 @@ class TrainState:
         self.stop_reason = meta.get("stop_reason")
         self.diverged = meta.get("diverged", False)
         self.grad_history = meta.get("grad_history", [])
+        seen = meta.get("epoch_seen")
+        self.epoch_loss = (tensors["epoch.loss_sum"], int(seen)) if seen is not None and "epoch.loss_sum" in tensors else None

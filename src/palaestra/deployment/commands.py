@@ -1,0 +1,108 @@
+"""``palaestra export``, ``palaestra compress`` and ``palaestra serve``. Heavy imports stay inside handlers."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from palaestra.cli import command, console
+from palaestra.errors import UserError
+
+
+@command("export", help="export a run's model to ONNX or TorchScript, checked against the original")
+def cmd_export(args: argparse.Namespace) -> int:
+    from palaestra.deployment.export import export, preprocess_path
+    from palaestra.runs import Run
+
+    run = Run.load(args.run)
+    path, check = export(run, args.format, args.out, tolerance=args.tolerance, quantize=args.quantize)
+    out = console()
+    out.print(f"checked on {check.source}: max |difference| {check.max_abs_diff:.3g} (tolerance {check.tolerance:g})")
+    out.print(f"model: {path}")
+    out.print(f"preprocessing: {preprocess_path(path)}")
+    return 0
+
+
+@cmd_export.arguments
+def _export_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="run directory")
+    p.add_argument("--format", required=True, choices=["onnx", "torchscript"])
+    p.add_argument("--out", help="file to write (default: RUN/export/model.onnx or model.pt)")
+    p.add_argument("--quantize", choices=["int8"], default=None, help="ONNX only: onnxruntime's dynamic int8 quantizer")
+    p.add_argument("--tolerance", type=float, default=None,
+                   help="largest allowed output difference (default 1e-4; int8: 5%% of the largest output)")
+
+
+@command("compress", help="prune and/or int8-quantize a run: a smaller run directory and a report")
+def cmd_compress(args: argparse.Namespace) -> int:
+    from palaestra.cli import default_out
+    from palaestra.deployment.compress import compress, report_table
+    from palaestra.runs import Run
+
+    if args.prune is None and args.quantize is None:
+        raise UserError("say what to do: --prune FRACTION and/or --quantize int8")
+    if args.prune is not None and not 0.0 < args.prune < 1.0:
+        raise UserError(f"--prune takes a fraction between 0 and 1 (got {args.prune})")
+    if args.finetune_epochs < 0 or args.repeats < 1:
+        raise UserError("--finetune-epochs must be 0 or more, --repeats 1 or more")
+    run = Run.load(args.run)
+    out = args.out or default_out(f"{run.path.name}-compressed")
+    new_run, report = compress(run, out, prune=args.prune, quantize=args.quantize,
+                               finetune_epochs=args.finetune_epochs, repeats=args.repeats)
+    con = console()
+    con.print(report_table(report))
+    con.print(f"run: {new_run.path}")
+    return 0
+
+
+@cmd_compress.arguments
+def _compress_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="run directory")
+    p.add_argument("--prune", type=float, default=None, metavar="FRACTION",
+                   help="zero this fraction of the smallest-magnitude weights (Linear and Conv layers)")
+    p.add_argument("--quantize", choices=["int8"], default=None, help="dynamic int8 quantization of Linear layers")
+    p.add_argument("--finetune-epochs", type=int, default=0, help="epochs of fine-tuning after pruning (default 0)")
+    p.add_argument("--out", help="run directory to create (default: runs/NAME-compressed-TIMESTAMP)")
+    p.add_argument("--repeats", type=int, default=200, help="timed calls per latency figure (median; default 200)")
+
+
+@command("serve", help="serve a run over HTTP: /predict, /health, /metrics, /openapi.json")
+def cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+
+    from palaestra.deployment.monitoring import PredictionLog
+    from palaestra.deployment.server import serve
+    from palaestra.runs import Run
+
+    token = None
+    if args.token_env:
+        token = os.environ.get(args.token_env)
+        if not token:
+            raise UserError(f"--token-env {args.token_env}: that environment variable is not set or empty")
+    if not 0.0 <= args.log_sample <= 1.0:
+        raise UserError(f"--log-sample takes a fraction between 0 and 1 (got {args.log_sample})")
+    if args.max_body_bytes < 1 or args.max_rows < 1 or args.timeout <= 0:
+        raise UserError("--max-body-bytes, --max-rows and --timeout must be positive")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(name)s: %(message)s")
+    if token is None and args.host not in ("127.0.0.1", "localhost", "::1"):
+        logging.getLogger("palaestra.serve").warning("listening on %s without --token-env: anyone who can reach "
+                                                     "this address can call /predict", args.host)
+    run = Run.load(args.run)  # refuses truncated or altered artifacts (exit 2)
+    plog = PredictionLog(args.log_predictions, args.log_sample) if args.log_predictions else None
+    serve(run, args.host, args.port, backend=args.backend, token=token, max_body_bytes=args.max_body_bytes,
+          max_rows=args.max_rows, timeout=args.timeout, prediction_log=plog)
+    return 0
+
+
+@cmd_serve.arguments
+def _serve_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="run directory")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--backend", choices=["torch", "onnx"], default="torch")
+    p.add_argument("--token-env", metavar="VAR", help="require 'Authorization: Bearer $VAR' on /predict")
+    p.add_argument("--max-body-bytes", type=int, default=1 << 20, help="larger request bodies get 413 (default 1 MiB)")
+    p.add_argument("--max-rows", type=int, default=10_000, help="most rows per request (default 10000)")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds a prediction may take before 503 (default 30)")
+    p.add_argument("--log-predictions", metavar="FILE", help="opt-in: append sampled inputs and predictions (JSON lines)")
+    p.add_argument("--log-sample", type=float, default=0.1, help="fraction of rows to log (default 0.1)")

@@ -1,0 +1,295 @@
+"""Export a run's model to ONNX or TorchScript, checked against the original on held-out rows.
+
+An export is three files: the model (``model.onnx`` / ``model.pt``), ``FILE.preprocess.json`` (the fitted
+preprocessing, so raw rows can be fed) and nothing else to trust: the check runs at export time and a
+mismatch past the tolerance is an error, not a warning.
+
+>>> from palaestra.runs import Run
+>>> path = export(Run.load("runs/penguins"), "onnx")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from palaestra.artifacts import atomic_write, read_json, write_json
+from palaestra.data.preprocess import preprocessor_from_dict
+from palaestra.data.sources import ArrayData
+from palaestra.data.spec import FeatureSpec
+from palaestra.errors import ArtifactError, UserError
+from palaestra.runs import Run
+
+FORMATS = {"onnx": "model.onnx", "torchscript": "model.pt"}
+TOLERANCE = 1e-4
+INT8_TOLERANCE = 0.05  # relative to the largest output magnitude: int8 weights move logits by a few percent
+
+
+# --- inputs ------------------------------------------------------------------------------------------------
+
+
+def held_out(run: Run, max_rows: int | None = 512) -> pd.DataFrame | ArrayData | None:
+    """Raw, labelled test-split rows (a frame, or ``ArrayData``) of a run; None when the source is unavailable.
+
+    ``max_rows`` caps the rows (the first of the split); None keeps the whole split.
+
+    The split indices saved in ``preprocess.json`` point into the source as the data stage read it, so
+    the source is read again the same way (``prepare_data``) and indexed; only the saved, fitted
+    preprocessing is applied to the rows afterwards.
+    """
+    from palaestra.data.prepare import prepare_data
+    from palaestra.data.sequence import resolve_layout
+
+    data = getattr(run, "data", None)  # a run still in memory keeps its prepared data
+    try:
+        if data is None:
+            if run.path is None:
+                return None
+            splits = read_json(run.path / "preprocess.json").get("splits") or {}
+            data = prepare_data(resolve_layout(run.config), run.config.seed)  # the data as training read it
+            index = np.asarray(splits.get("test") or splits.get("val") or [], dtype=np.int64)
+        else:
+            index = data.test.index if len(data.test) else data.val.index
+    except UserError:
+        return None  # e.g. trained from an in-memory frame: the config's source is not the data
+    index = index[:max_rows]
+    if not len(index):
+        return None
+    if isinstance(data.raw, ArrayData):
+        y = data.raw.y[index] if data.raw.y is not None else None
+        return ArrayData(x=data.raw.x[index], y=y, name=data.raw.name)
+    return data.raw.iloc[index].reset_index(drop=True)
+
+
+def synthetic_inputs(spec: FeatureSpec, n: int = 64, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """Random inputs of the right shapes and dtypes: used when no held-out rows can be read."""
+    g = torch.Generator().manual_seed(seed)
+    shape = list(spec.input_shape or [spec.n_numeric])
+    if spec.kind == "table":
+        cat = [torch.randint(0, card, (n, 1), generator=g) for card, _ in spec.embeddings]
+        return (torch.randn(n, spec.n_numeric, generator=g),
+                torch.cat(cat, 1) if cat else torch.zeros(n, 0, dtype=torch.int64))
+    if spec.kind == "tokens":  # (x ids (B, L), lengths (B,))
+        x = torch.randint(2, int(spec.extra.get("vocab_size", 3)), (n, *shape), generator=g)
+    else:
+        x = torch.randn(n, *shape, generator=g)
+    if list(spec.input_names) == ["x", "lengths"]:  # sequences: full-length here
+        return x, torch.full((n,), shape[0], dtype=torch.int64)
+    return (x,)
+
+
+def model_inputs(run: Run, raw: pd.DataFrame | ArrayData | np.ndarray) -> tuple[torch.Tensor, ...]:
+    """Raw rows -> the model's input tensors, in ``run.spec.input_names`` order, via the fitted preprocessing."""
+    arrays = run.preprocessor.inputs(raw)
+    return tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in arrays)
+
+
+def check_inputs(run: Run) -> tuple[tuple[torch.Tensor, ...], str]:
+    """The inputs an export is checked on, and where they came from."""
+    raw = held_out(run)
+    if raw is not None:
+        inputs = model_inputs(run, raw)
+        return inputs, f"{len(inputs[0])} held-out test rows"
+    return synthetic_inputs(run.spec), "64 synthetic rows (the training source could not be read)"
+
+
+# --- runners: the same call for the original and the exported model -----------------------------------------
+
+
+class TorchRunner:
+    """Runs a ``torch.nn.Module`` (or a TorchScript module) on numpy/tensor inputs -> numpy outputs."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.model = model.eval()
+
+    def __call__(self, inputs: tuple[Any, ...]) -> np.ndarray:
+        tensors = [torch.as_tensor(np.ascontiguousarray(a)) for a in inputs]
+        with torch.inference_mode():
+            return self.model(*tensors).float().cpu().numpy()
+
+
+class OnnxRunner:
+    """Runs an ONNX file with onnxruntime. Inputs the graph pruned (an empty categorical block) are skipped."""
+
+    def __init__(self, path: str | Path, input_names: list[str], threads: int | None = None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types for damaged files
+            raise ArtifactError(f"{path} is not a loadable ONNX model: {str(exc).splitlines()[0][:200]}") from None
+        self.input_names = input_names
+        self.graph_inputs = {i.name for i in self.session.get_inputs()}
+
+    def __call__(self, inputs: tuple[Any, ...]) -> np.ndarray:
+        feed = {name: np.ascontiguousarray(a.numpy() if isinstance(a, torch.Tensor) else a)
+                for name, a in zip(self.input_names, inputs, strict=True) if name in self.graph_inputs}
+        return np.asarray(self.session.run(None, feed)[0], dtype=np.float32)
+
+
+@dataclass
+class Check:
+    """The outcome of comparing an export with the original model."""
+
+    rows: int
+    source: str
+    max_abs_diff: float
+    tolerance: float
+
+    @property
+    def ok(self) -> bool:
+        return self.max_abs_diff <= self.tolerance
+
+
+def compare(reference, candidate, inputs: tuple[torch.Tensor, ...], source: str, tolerance: float) -> Check:
+    """Run both on the whole batch and on a batch of one (so a fixed batch size is caught too)."""
+    diffs = []
+    for batch in (inputs, tuple(t[:1] for t in inputs)):
+        want, got = reference(batch), candidate(batch)
+        if want.shape != got.shape:
+            raise UserError(f"exported model gives outputs of shape {got.shape}, the original {want.shape}")
+        diffs.append(float(np.max(np.abs(want - got))) if want.size else 0.0)
+    return Check(len(inputs[0]), source, max(diffs), tolerance)
+
+
+# --- export ------------------------------------------------------------------------------------------------
+
+
+def _example(inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    # Trace with a batch of 2: a batch of 1 can let the tracer specialise a dimension to a constant.
+    return tuple(t[:2].clone() for t in inputs)
+
+
+def to_onnx(model: torch.nn.Module, example: tuple[torch.Tensor, ...], input_names: list[str], path: Path,
+            opset: int = 17) -> None:
+    """``torch.onnx.export`` with a dynamic batch dimension on every input and the output."""
+    axes = {name: {0: "batch"} for name in input_names}
+    axes["output"] = {0: "batch"}
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # The TorchScript-based exporter (dynamo=False) handles these plain feed-forward graphs in a
+        # fraction of a second; the dynamo exporter adds no value here and much start-up time.
+        torch.onnx.export(model, example, buffer, input_names=input_names, output_names=["output"],
+                          dynamic_axes=axes, opset_version=opset, dynamo=False)
+    atomic_write(path, buffer.getvalue())
+
+
+def to_torchscript(model: torch.nn.Module, example: tuple[torch.Tensor, ...], path: Path) -> None:
+    """``torch.jit.trace``: the models are feed-forward with no data-dependent control flow."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(model, example, check_trace=False)
+    buffer = io.BytesIO()
+    torch.jit.save(traced, buffer)
+    atomic_write(path, buffer.getvalue())
+
+
+def load_exported(path: str | Path, fmt: str, input_names: list[str]):
+    """A runner for an exported file (``onnx`` or ``torchscript``)."""
+    if fmt == "onnx":
+        return OnnxRunner(path, input_names)
+    try:
+        return TorchRunner(torch.jit.load(str(path), map_location="cpu"))
+    except RuntimeError as exc:
+        raise ArtifactError(f"{path} is not a loadable TorchScript model: {str(exc).splitlines()[0][:200]}") from None
+
+
+def quantize_onnx(path: Path) -> None:
+    """Dynamic int8 quantization of an ONNX file in place, with onnxruntime's quantizer."""
+    import logging
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    source = path.with_name(path.name + ".float")
+    path.replace(source)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantizer suggests optional pre-processing on the root logger
+    try:
+        quantize_dynamic(str(source), str(path), weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
+        source.unlink(missing_ok=True)
+
+
+def export(run: Run, fmt: str, out: str | Path | None = None, tolerance: float | None = None,
+           quantize: str | None = None) -> tuple[Path, Check]:
+    """Export ``run.model`` as ``fmt`` (``onnx`` | ``torchscript``), check it, and write the preprocessing beside it.
+
+    ``quantize="int8"`` (ONNX only) applies onnxruntime's dynamic int8 quantizer. Returns the exported file
+    and the check; raises ``UserError`` if outputs differ by more than ``tolerance`` (default 1e-4; for int8,
+    5% of the largest output magnitude, at least 0.05).
+    """
+    if fmt not in FORMATS:
+        raise UserError(f"unknown export format '{fmt}': choose onnx or torchscript")
+    if quantize not in (None, "int8"):
+        raise UserError(f"unknown quantization '{quantize}': only int8 is available")
+    if quantize and fmt != "onnx":
+        raise UserError("int8 export is for ONNX (onnxruntime's quantizer); for a smaller TorchScript model "
+                        "compress the run first: palaestra compress RUN --quantize int8")
+    if out is None:
+        if run.path is None:
+            raise UserError("give an output file: this run has no directory")
+        out = run.path / "export" / FORMATS[fmt]
+    out = Path(out)
+    if out.is_dir():
+        out = out / FORMATS[fmt]
+    model = run.model.eval()
+    if fmt == "onnx" and any(".quantized." in type(m).__module__ for m in model.modules()):
+        # torch's int8 kernels have no ONNX equivalent; onnxruntime quantizes the float graph itself.
+        raise UserError("this run's model is int8-quantized (palaestra compress), which ONNX cannot express: "
+                        "export the original run with --format onnx --quantize int8 instead")
+    names = list(run.spec.input_names)
+    inputs, source = check_inputs(run)
+    example = _example(inputs)
+    try:
+        if fmt == "onnx":
+            to_onnx(model, example, names, out)
+            if quantize:
+                quantize_onnx(out)
+        else:
+            to_torchscript(model, example, out)
+    except (RuntimeError, TypeError, ValueError, NotImplementedError) as exc:
+        # e.g. an operator the exporter does not know: one plain line, not the exporter's graph dump
+        kind = type(model).__name__
+        raise UserError(f"cannot export this {kind} to {fmt}: {str(exc).strip().splitlines()[0][:300]}") from None
+    reference = TorchRunner(model)
+    if tolerance is None:
+        tolerance = TOLERANCE if not quantize else INT8_TOLERANCE * max(1.0, float(np.abs(reference(inputs)).max()))
+    check = compare(reference, load_exported(out, fmt, names), inputs, source, tolerance)
+    if not check.ok:
+        out.unlink(missing_ok=True)
+        raise UserError(f"the {fmt} export differs from the original model by {check.max_abs_diff:.3g} "
+                        f"(tolerance {tolerance:g}) on {source}: export removed")
+    write_json(preprocess_path(out), {
+        "version": 1, "format": fmt, "preprocessor": run.preprocessor.to_dict(), "spec": run.spec.to_dict(),
+        "input_names": names, "quantize": quantize,
+        "output": "logits" if run.spec.task == "classification" else "values (training scale)",
+        "check": {"rows": check.rows, "source": check.source, "max_abs_diff": check.max_abs_diff,
+                  "tolerance": tolerance}})
+    return out, check
+
+
+def preprocess_path(exported: str | Path) -> Path:
+    """Where the fitted preprocessing of an exported model lives: ``FILE.preprocess.json``."""
+    exported = Path(exported)
+    return exported.with_name(exported.name + ".preprocess.json")
+
+
+def predict_exported(path: str | Path, raw: pd.DataFrame | ArrayData | np.ndarray) -> np.ndarray:
+    """Raw rows -> outputs with only an exported file and its preprocessing JSON (no run directory)."""
+    meta = read_json(preprocess_path(path))
+    pre = preprocessor_from_dict(meta["preprocessor"])
+    runner = load_exported(path, meta["format"], meta["input_names"])
+    return runner(pre.inputs(raw))

@@ -1,0 +1,286 @@
+"""The HTTP server (DESIGN.md section 5): FastAPI + uvicorn, torch or onnxruntime backend.
+
+``POST /predict`` takes ``{"rows": [...]}`` (tables) or ``{"inputs": [...]}`` (arrays) and applies the run's
+fitted preprocessing, so answers equal ``palaestra predict``. Client mistakes are 4xx with a message
+naming the field; a 500 means a bug in the server, never bad input.
+
+>>> app = build_app(Run.load("runs/penguins"), backend="onnx")  # doctest: +SKIP
+"""
+
+# No `from __future__ import annotations`: FastAPI reads the request model from the live annotation.
+import asyncio
+import hmac
+import logging
+import os
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from palaestra.artifacts import read_json
+from palaestra.data.preprocess import TablePreprocessor
+from palaestra.deployment.export import OnnxRunner, TorchRunner, export
+from palaestra.deployment.monitoring import Metrics, PredictionLog, environment_warnings
+from palaestra.errors import ArtifactError, UserError
+from palaestra.runs import Run
+
+log = logging.getLogger("palaestra.serve")
+ENDPOINTS = ("/predict", "/health", "/metrics", "/openapi.json", "/docs")
+MAX_BODY_BYTES = 1 << 20
+MAX_ROWS = 10_000
+
+
+class Message(BaseModel):
+    detail: Any
+
+
+class PredictResponse(BaseModel):
+    predictions: list[Any] = Field(description="labels as in the training data, or values in the target's units")
+    probabilities: list[dict[str, float]] | None = Field(None, description="classification: one {class: p} per row")
+
+
+# --- the model behind the endpoint -----------------------------------------------------------------------------
+
+
+class Predictor:
+    """Raw rows or arrays -> (predictions, probabilities), with the run's preprocessing and a chosen backend."""
+
+    def __init__(self, run: Run, backend: Literal["torch", "onnx"] = "torch"):
+        self.run, self.backend = run, backend
+        self.pre = run.preprocessor
+        self._tmp = None
+        if backend == "torch":
+            self.runner = TorchRunner(run.model)
+        elif backend == "onnx":
+            # Exported (and checked against the torch model) at start-up, into a directory of our own.
+            self._tmp = tempfile.TemporaryDirectory(prefix="palaestra-serve-")
+            path, _ = export(run, "onnx", out=os.path.join(self._tmp.name, "model.onnx"))
+            self.runner = OnnxRunner(path, list(run.spec.input_names))
+        else:
+            raise UserError(f"unknown backend '{backend}': choose torch or onnx")
+
+    def inputs(self, raw: pd.DataFrame | np.ndarray) -> tuple[np.ndarray, ...]:
+        return tuple(self.pre.inputs(raw))
+
+    def predict(self, inputs: tuple[np.ndarray, ...]) -> tuple[list[Any], list[dict[str, float]] | None]:
+        out = self.runner(inputs)
+        if self.run.spec.task == "classification":
+            # The same decoding as Run.predict: softmax, argmax, the training labels.
+            probs = torch.from_numpy(out).softmax(-1).numpy()
+            labels = self.pre.decode_target(probs.argmax(1))
+            names = [str(c) for c in self.run.spec.classes or []]
+            return ([_plain(v) for v in labels],
+                    [dict(zip(names, map(float, p), strict=True)) for p in probs])
+        return [float(v) for v in self.pre.decode_target(out[:, 0].astype(np.float64))], None
+
+
+def _plain(v: Any) -> Any:
+    return v.item() if hasattr(v, "item") else v
+
+
+# --- request schema from the training schema --------------------------------------------------------------------
+
+
+def request_model(run: Run, max_rows: int) -> type[BaseModel]:
+    """``{"rows": [...]}`` with one required field per training column, or ``{"inputs": [...]}`` for arrays."""
+    pre = run.preprocessor
+    if isinstance(pre, TablePreprocessor):
+        fields: dict[str, Any] = {}
+        for i, col in enumerate(pre.columns):
+            if col.kind == "numeric":
+                kind: Any = float | None
+                doc = f"number (missing: null, imputed with {col.fill:g})"
+            elif col.kind == "boolean":
+                kind = bool | float | str | None
+                doc = "true/false (missing: null)"
+            else:
+                kind = str | int | float | bool | None
+                doc = "one of: " + ", ".join(map(str, col.categories[:20])) + " (unseen or null: handled as unknown)"
+            # Columns may not be Python identifiers: the alias carries the real name.
+            fields[f"f{i}"] = (kind, Field(..., alias=col.name, description=doc))
+        row = create_model("Row", __config__=ConfigDict(extra="allow", populate_by_name=False), **fields)
+        return create_model("PredictRequest", __config__=ConfigDict(extra="forbid"),
+                            rows=(list[row], Field(..., min_length=1, max_length=max_rows,  # type: ignore[valid-type]
+                                                   description="raw rows with the training columns")))
+    shape = getattr(pre, "shape", None)
+    each = f"a nested list of shape {'x'.join(map(str, shape))}" if shape else "one input array"
+    return create_model("PredictRequest", __config__=ConfigDict(extra="forbid"),
+                        inputs=(list[Any], Field(..., min_length=1, max_length=max_rows,
+                                                 description=f"a list of samples, each {each}")))
+
+
+def _field_name(loc: tuple | list) -> str:
+    parts = [str(p) for p in loc if p != "body"]
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if p.isdigit() else (f".{p}" if out else p)
+    return out or "body"
+
+
+# --- guard: auth, body limit, request metrics -------------------------------------------------------------------
+
+
+class Guard:
+    """ASGI middleware that runs before any parsing: bearer token (401), body size (413), metrics."""
+
+    def __init__(self, app, metrics: Metrics, token: str | None, max_body: int, protected=("/predict",)):
+        self.app, self.metrics, self.max_body, self.protected = app, metrics, max_body, protected
+        self.token = f"Bearer {token}".encode() if token else None
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path, started, status = scope["path"], time.perf_counter(), [500]
+
+        async def send_status(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            headers = dict(scope.get("headers") or [])
+            if self.token and path in self.protected:
+                given = headers.get(b"authorization", b"")
+                if not hmac.compare_digest(given, self.token):
+                    return await _reply(scope, send_status, 401, "missing or wrong bearer token (Authorization: Bearer TOKEN)",
+                                        [(b"www-authenticate", b"Bearer")])
+            if scope["method"] in ("POST", "PUT", "PATCH"):
+                try:
+                    declared = int(headers.get(b"content-length", b"0") or 0)
+                except ValueError:
+                    return await _reply(scope, send_status, 400, "invalid Content-Length header")
+                if declared > self.max_body:
+                    return await _reply(scope, send_status, 413, f"request body over the limit of {self.max_body} bytes")
+                body, more = bytearray(), True
+                while more:  # chunked bodies carry no length: count as they arrive
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return
+                    body += message.get("body", b"")
+                    more = message.get("more_body", False)
+                    if len(body) > self.max_body:
+                        return await _reply(scope, send_status, 413, f"request body over the limit of {self.max_body} bytes")
+                receive = _replay(bytes(body), receive)
+            await self.app(scope, receive, send_status)
+        finally:
+            endpoint = path if path in ENDPOINTS else "other"  # bounded label values, whatever clients send
+            self.metrics.observe_request(endpoint, status[0], time.perf_counter() - started)
+
+
+def _replay(body: bytes, receive):
+    sent = False
+
+    async def replay():
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+async def _reply(scope, send, status: int, detail: str, headers: list[tuple[bytes, bytes]] = ()) -> None:
+    response = JSONResponse({"detail": detail}, status_code=status, headers={k.decode(): v.decode() for k, v in headers})
+    await response(scope, None, send)
+
+
+# --- the app ---------------------------------------------------------------------------------------------------
+
+
+def build_app(run: Run, backend: Literal["torch", "onnx"] = "torch", token: str | None = None,
+              max_body_bytes: int = MAX_BODY_BYTES, max_rows: int = MAX_ROWS, timeout: float = 30.0,
+              prediction_log: PredictionLog | None = None) -> FastAPI:
+    """The FastAPI app serving ``run``. ``token``: required as ``Authorization: Bearer TOKEN`` on /predict."""
+    predictor = Predictor(run, backend)
+    metrics = Metrics(run.preprocessor, run.spec.task)
+    warnings = []
+    if run.path is not None and (run.path / "env.json").is_file():
+        try:
+            warnings = environment_warnings(read_json(run.path / "env.json"))
+        except ArtifactError as exc:
+            warnings = [str(exc)]
+    for w in warnings:
+        log.warning("environment differs from training: %s", w)
+    executor = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="predict")
+    tables = isinstance(run.preprocessor, TablePreprocessor)
+    Request_ = request_model(run, max_rows)
+    started = time.time()
+
+    app = FastAPI(title=f"palaestra: {run.config.name}", version="1",
+                  description=f"{run.spec.task} model ({run.config.model.family}, {backend} backend). "
+                              + ("POST raw rows with the training columns." if tables else "POST input arrays."))
+    app.state.predictor, app.state.metrics = predictor, metrics
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()]
+        first = errors[0] if errors else {"loc": ["body"], "msg": "invalid request"}
+        return JSONResponse(status_code=422, content=jsonable_encoder(
+            {"detail": errors, "message": f"{_field_name(first['loc'])}: {first['msg']}"}))
+
+    def work(payload: Any) -> dict[str, Any]:
+        try:
+            if tables:
+                raw: Any = pd.DataFrame([r.model_dump(by_alias=True) for r in payload.rows])
+            else:
+                raw = np.asarray(payload.inputs, dtype=np.float32)
+            inputs = predictor.inputs(raw)
+        except UserError as exc:  # DataError: a value the preprocessing cannot use
+            raise HTTPException(422, detail=[{"loc": ["body", "rows" if tables else "inputs"], "msg": str(exc),
+                                              "type": "value_error"}]) from None
+        except (ValueError, TypeError) as exc:  # e.g. ragged or non-numeric nested lists
+            raise HTTPException(422, detail=[{"loc": ["body", "inputs"], "type": "value_error",
+                                              "msg": f"inputs must be numeric arrays of one shape ({exc})"}]) from None
+        predictions, probabilities = predictor.predict(inputs)
+        metrics.observe_predictions(predictions)
+        if tables:
+            metrics.drift.observe_rows(raw)
+        elif inputs[0].ndim >= 2 and np.issubdtype(inputs[0].dtype, np.floating):
+            metrics.drift.observe_standardized(inputs[0])
+        if prediction_log is not None:
+            rows = [r.model_dump(by_alias=True) for r in payload.rows] if tables else payload.inputs
+            prediction_log.write(rows, predictions, probabilities)
+        return {"predictions": predictions, **({"probabilities": probabilities} if probabilities else {})}
+
+    errors = {401: {"model": Message}, 413: {"model": Message}, 503: {"model": Message}}
+
+    @app.post("/predict", response_model=PredictResponse, response_model_exclude_none=True, responses=errors)
+    async def predict(body: Request_) -> Any:  # type: ignore[valid-type]
+        loop = asyncio.get_running_loop()
+        try:
+            return await asyncio.wait_for(loop.run_in_executor(executor, work, body), timeout)
+        except asyncio.TimeoutError:
+            raise HTTPException(503, detail=f"prediction took longer than {timeout:g} s") from None
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "run": str(run.path) if run.path else None, "name": run.config.name,
+                "task": run.spec.task, "model": run.config.model.family, "backend": backend,
+                "classes": run.spec.classes, "inputs": "rows" if tables else "inputs",
+                "environment_warnings": warnings, "uptime_seconds": round(time.time() - started, 3)}
+
+    @app.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_middleware(Guard, metrics=metrics, token=token, max_body=max_body_bytes)
+    return app
+
+
+def serve(run: Run, host: str = "127.0.0.1", port: int = 8000, **options: Any) -> None:
+    """Build the app and run it under uvicorn until SIGINT/SIGTERM (in-flight requests finish first)."""
+    import uvicorn
+
+    app = build_app(run, **options)
+    uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=30)

@@ -1,0 +1,92 @@
+"""Sampling from trained generative runs: text from a language model, arrays from a GAN."""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from palaestra.artifacts import atomic_write
+from palaestra.errors import UserError
+
+
+def generate_text(run, prompt: str = "", length: int = 200, temperature: float = 1.0, top_k: int | None = None,
+                  seed: int = 0) -> str:
+    """Continue ``prompt`` by ``length`` characters, sampling each from the model's next-character distribution.
+
+    ``temperature`` divides the logits (0: always the most likely character); ``top_k`` keeps only the k most
+    likely characters. The prompt is returned with its continuation.
+
+    >>> print(generate_text(run, "The ", length=40, temperature=0.8, top_k=10))  # doctest: +SKIP
+    """
+    if run.spec.task != "language_model":
+        raise UserError(f"generating text needs a language_model run; {run.path or 'this run'} is a {run.spec.task} run")
+    if length < 0 or temperature < 0 or (top_k is not None and top_k < 1):
+        raise UserError("--length and --temperature must be >= 0 and --top-k >= 1")
+    pre, model = run.preprocessor, run.model
+    model.eval()
+    device = next(model.parameters()).device
+    gen = torch.Generator().manual_seed(seed)
+    ids = pre.encode(prompt).tolist()
+    if not ids:  # no prompt: start from a character drawn from the training unigram distribution
+        ids = [int(torch.multinomial(torch.tensor(pre.unigram[1:]), 1, generator=gen)) + 1]
+        prompt = pre.decode(ids)
+    out: list[int] = []
+    with torch.inference_mode():
+        for _ in range(length):
+            context = torch.tensor([(ids + out)[-pre.context:]], device=device)
+            logits = model(context)[0, -1].float().cpu()
+            logits[0] = -math.inf  # never emit the unknown character
+            if top_k is not None and top_k < len(logits):
+                cutoff = torch.topk(logits, top_k).values[-1]
+                logits[logits < cutoff] = -math.inf
+            if temperature == 0:
+                nxt = int(logits.argmax())
+            else:
+                nxt = int(torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=gen))
+            out.append(nxt)
+    return prompt + pre.decode(out)
+
+
+def generate_samples(run, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` GAN samples with the training data's shape and scale."""
+    if run.spec.task != "generation":
+        raise UserError(f"generating samples needs a generation (gan) run; {run.path or 'this run'} is a {run.spec.task} run")
+    if n < 1:
+        raise UserError("--n must be at least 1")
+    z = run.model.sample(n, generator=torch.Generator().manual_seed(seed)).float().cpu().numpy()
+    return run.preprocessor.decode_samples(z)
+
+
+def write_samples(x: np.ndarray, out: Path) -> None:
+    """``.npz`` (array ``x``) or ``.png`` (a grid of images)."""
+    suffix = out.suffix.lower()
+    if suffix == ".npz":
+        buf = io.BytesIO()
+        np.savez(buf, x=x)
+        atomic_write(out, buf.getvalue())
+    elif suffix == ".png":
+        if x.ndim not in (3, 4):
+            raise UserError("a PNG grid needs image samples; write vectors to an .npz file")
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        cols = min(10, len(x))
+        rows = -(-len(x) // cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(cols, rows), squeeze=False)
+        for i, ax in enumerate(axes.flat):
+            ax.axis("off")
+            if i < len(x):
+                img = x[i] if x.ndim == 3 else (x[i][0] if x.shape[1] == 1 else np.transpose(x[i], (1, 2, 0)))
+                ax.imshow(img, cmap="gray")
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=80)
+        plt.close(fig)
+        atomic_write(out, buf.getvalue())
+    else:
+        raise UserError(f"--out must end in .npz or .png, got '{out.name}'")

@@ -1,0 +1,100 @@
+"""Recurrent families ``rnn``, ``lstm``, ``gru`` for sequences, token sequences and character language models.
+
+Classification/regression read the final hidden state (packed sequences, so padding is never read);
+a language model emits one prediction per step (unidirectional only: it must not see the future).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from palaestra.config import Config, EarlyStoppingConfig, ModelConfig, OptimizerConfig
+from palaestra.data.spec import FeatureSpec
+from palaestra.errors import ConfigError
+from palaestra.models.registry import register
+
+RECURRENT = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+# Exploding gradients are the recurrent models' classic failure: clip unless the user chose otherwise.
+DEFAULT_GRAD_CLIP = 1.0
+
+
+class RecurrentNet(nn.Module):
+    """``forward(x (B, T, F) float or (B, T) token ids, lengths (B,) | None)``.
+
+    Returns ``(B, n_outputs)``, or ``(B, T, vocab)`` logits when ``per_step`` (a language model).
+    """
+
+    def __init__(self, cell: str, n_in: int, hidden_size: int, layers: int, n_outputs: int, bidirectional: bool = False,
+                 dropout: float = 0.0, vocab_size: int | None = None, per_step: bool = False):
+        super().__init__()
+        self.cell, self.per_step = cell, per_step
+        self.embed = nn.Embedding(vocab_size, n_in) if vocab_size else None
+        kw = {"nonlinearity": "tanh"} if cell == "rnn" else {}
+        self.rnn = RECURRENT[cell](n_in, hidden_size, num_layers=layers, batch_first=True, bidirectional=bidirectional,
+                                   dropout=dropout if layers > 1 else 0.0, **kw)
+        self.directions = 2 if bidirectional else 1
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.head = nn.Linear(hidden_size * self.directions, n_outputs)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        if self.embed is not None:
+            x = self.embed(x)  # (B, T) -> (B, T, E)
+        if self.per_step:
+            out, _ = self.rnn(x)  # (batch, time, hidden)
+            return self.head(self.dropout(out))
+        if lengths is not None and bool((lengths < x.shape[1]).any()):  # packing only when some are padded
+            x = pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
+        _, h = self.rnn(x)
+        if isinstance(h, tuple):  # LSTM: (h, c)
+            h = h[0]
+        # h: (layers * directions, batch, hidden); the last layer's final state of each direction
+        summary = torch.cat(list(h[-self.directions:]), dim=-1)
+        return self.head(self.dropout(summary))
+
+    @torch.no_grad()
+    def step(self, x: torch.Tensor, state=None) -> tuple[torch.Tensor, object]:
+        """One generation step for a language model: ``x (B, T)`` ids -> (last logits (B, V), state)."""
+        out, state = self.rnn(self.embed(x), state)
+        return self.head(out[:, -1]), state
+
+
+def _build(cell: str):
+    def build(spec: FeatureSpec, cfg: ModelConfig) -> nn.Module:
+        lm = spec.task == "language_model"
+        if lm and cfg.bidirectional:
+            raise ConfigError("a language model cannot be bidirectional (it would read the characters it predicts); "
+                              "set model.bidirectional=false")
+        if spec.kind == "tokens":
+            vocab = int(spec.extra["vocab_size"])
+            return RecurrentNet(cell, cfg.embedding_dim or 64, cfg.hidden_size, cfg.layers, spec.n_outputs,
+                                cfg.bidirectional, cfg.dropout, vocab_size=vocab, per_step=lm)
+        features = (spec.input_shape or [1, 1])[-1]
+        return RecurrentNet(cell, features, cfg.hidden_size, cfg.layers, spec.n_outputs, cfg.bidirectional, cfg.dropout)
+
+    return build
+
+
+for _name in RECURRENT:
+    register(_name, kinds=("sequence", "tokens"))(_build(_name))
+
+
+def family_defaults(config: Config) -> Config:
+    """Fill defaults that depend on the family, unless the user set them: clipping for recurrent models,
+    the DCGAN optimizer and no early stopping for the GAN. Written into the resolved config."""
+    # "Unless set" is judged by value (a config passes through YAML, which forgets what was typed), so
+    # an explicit `grad_clip: null` on a recurrent model still clips: set a large value to switch it off.
+    family = config.model.family
+    train, opt = config.train, config.optimizer
+    if family in RECURRENT and train.grad_clip is None:
+        train = train.model_copy(update={"grad_clip": DEFAULT_GRAD_CLIP})
+    if family == "gan":
+        from palaestra.models.gan import GAN_OPTIMIZER
+
+        if opt == OptimizerConfig():
+            opt = OptimizerConfig(**GAN_OPTIMIZER)
+        if train.early_stopping == EarlyStoppingConfig():
+            # The adversarial losses do not measure sample quality: train for the configured epochs.
+            train = train.model_copy(update={"early_stopping": None, "restore_best": False})
+    return config.model_copy(update={"train": train, "optimizer": opt})

@@ -1,0 +1,87 @@
+"""The ``transformer`` family: multi-head self-attention with sinusoidal positional encoding.
+
+An encoder (padding masked, masked mean pooling, then a classification or regression head) for sequences and
+token sequences, and a causal decoder-only variant (each position attends to itself and the past only) for
+the character language model.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from palaestra.config import ModelConfig
+from palaestra.data.spec import FeatureSpec
+from palaestra.errors import ConfigError
+from palaestra.models.registry import register
+
+
+def sinusoidal_positions(length: int, d_model: int) -> torch.Tensor:
+    """``(length, d_model)``: sin on even, cos on odd features (Vaswani et al., 2017)."""
+    pos = torch.arange(length, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32) * (-math.log(10000.0) / d_model))
+    pe = torch.zeros(length, d_model)
+    pe[:, 0::2] = torch.sin(pos * freq)
+    pe[:, 1::2] = torch.cos(pos * freq)[:, : d_model // 2]
+    return pe
+
+
+class TransformerNet(nn.Module):
+    """``forward(x (B, T, F) float or (B, T) token ids, lengths (B,) | None)``.
+
+    Returns ``(B, n_outputs)``, or ``(B, T, vocab)`` next-token logits when ``causal``.
+    """
+
+    def __init__(self, n_in: int, max_len: int, d_model: int, heads: int, layers: int, ff_dim: int, n_outputs: int,
+                 dropout: float = 0.1, vocab_size: int | None = None, causal: bool = False, kernel_size: int = 1):
+        super().__init__()
+        if d_model % heads:
+            raise ConfigError(f"model.d_model ({d_model}) must be divisible by model.heads ({heads})")
+        self.causal, self.max_len = causal, max_len
+        # Tokens: an embedding. Real-valued steps: a convolution over `kernel_size` neighbouring steps, so each
+        # token carries a local shape, not a lone scalar (a single-feature step gives attention little to match).
+        self.embed = nn.Embedding(vocab_size, d_model) if vocab_size else None
+        self.stem = None if vocab_size else nn.Conv1d(n_in, d_model, kernel_size, padding=kernel_size // 2)
+        self.register_buffer("positions", sinusoidal_positions(max_len, d_model), persistent=False)
+        self.dropout = nn.Dropout(dropout)
+        layer = nn.TransformerEncoderLayer(d_model, heads, ff_dim, dropout, activation="gelu", batch_first=True,
+                                           norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d_model)
+        self.head = nn.Linear(d_model, n_outputs)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        t = x.shape[1]
+        if t > self.max_len:
+            raise ValueError(f"sequence of {t} steps is longer than the model's {self.max_len}")
+        pad = None
+        if lengths is not None:
+            pad = torch.arange(t, device=x.device)[None, :] >= lengths[:, None]  # True = padding
+        if self.embed is not None:
+            h = self.embed(x)
+        else:
+            if pad is not None:
+                x = x.masked_fill(pad.unsqueeze(-1), 0.0)  # the stem must not read padding
+            h = self.stem(x.transpose(1, 2)).transpose(1, 2)
+        h = self.dropout(h + self.positions[:t])  # (batch, time, d_model)
+        if self.causal:
+            mask = nn.Transformer.generate_square_subsequent_mask(t, device=x.device, dtype=h.dtype)
+            return self.head(self.norm(self.encoder(h, mask=mask, is_causal=True)))
+        h = self.norm(self.encoder(h, src_key_padding_mask=pad))
+        if pad is None:
+            pooled = h.mean(dim=1)
+        else:
+            keep = (~pad).unsqueeze(-1).to(h.dtype)
+            pooled = (h * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1.0)
+        return self.head(pooled)
+
+
+@register("transformer", kinds=("sequence", "tokens"), default_for=("tokens",))
+def build_transformer(spec: FeatureSpec, cfg: ModelConfig) -> nn.Module:
+    shape = spec.input_shape or [1, 1]
+    vocab = int(spec.extra["vocab_size"]) if spec.kind == "tokens" else None
+    return TransformerNet(shape[-1] if spec.kind == "sequence" else 1, shape[0], cfg.d_model, cfg.heads, cfg.layers,
+                          cfg.ff_dim or 4 * cfg.d_model, spec.n_outputs, cfg.dropout, vocab_size=vocab,
+                          causal=spec.task == "language_model", kernel_size=cfg.kernel_size)

@@ -1,0 +1,49 @@
+"""The benchmark suite's helpers on a microscopic case: they run, agree with a plain loop, and build their tables.
+
+Nothing here is timed or compared against a time: speed lives in benchmarks/ and BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks import common as c  # noqa: E402
+from benchmarks import loop_overhead, run_all  # noqa: E402
+
+
+@pytest.fixture
+def micro() -> c.Case:
+    return c.Case("micro-table", "MLP on a 300-row table", lambda: c.synthetic_table(300, 4), "label", 64, 2,
+                  model={"hidden": [8]})
+
+
+def test_loop_overhead_rows_and_identical_weights(micro, tmp_path):
+    result = loop_overhead.measure(micro, repeats=1, workdir=tmp_path, contenders=("plain", "palaestra"),
+                                   warmup=False)
+    # Same model, data, batch order and epochs: Palaestra's loop must end on the plain loop's exact weights.
+    assert result["max_weight_diff_vs_plain"] == {"plain": 0.0, "palaestra": 0.0}
+    assert result["palaestra"]["wall"]["n"] == 1 and result["steps_per_epoch"] == 4  # 210 training rows / 64
+    assert result["palaestra"]["ratio_wall"]["n"] == 1
+    lines = loop_overhead.table([result], None).splitlines()
+    assert len(lines) == 2 + 2  # header, rule, one row per contender
+    assert all(line.count("|") == 10 for line in lines)  # nine columns
+    assert lines[2].startswith("| micro-table | plain |") and lines[3].startswith("| micro-table | palaestra |")
+
+
+def test_summary_and_markdown_block(tmp_path):
+    s = c.summary([3.0, 1.0, 2.0, 4.0])
+    assert (s["median"], s["min"], s["max"], s["n"]) == (2.5, 1.0, 4.0, 4)
+    target = tmp_path / "BENCHMARKS.md"
+    target.write_text("# Benchmarks\n\nintro\n\n## Serving\n\nkept\n")
+    out = {"machine": c.machine(), "threads": 1, "inference": {"seconds": 1.0, "markdown": "| a |\n|---|\n| 1 |"}}
+    run_all.write_markdown(run_all.render(out, "python -m benchmarks.run_all"), target)
+    run_all.write_markdown(run_all.render(out, "python -m benchmarks.run_all"), target)  # replaces, not appends
+    text = target.read_text()
+    assert text.count(run_all.BEGIN) == 1 and "## Serving\n\nkept" in text and "| 1 |" in text

@@ -1,0 +1,155 @@
+"""Column type inference, imputation, encoding, unseen categories, and the preprocess.json round trip."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from palaestra.config import DataConfig
+from palaestra.data.prepare import prepare_data
+from palaestra.data.preprocess import TablePreprocessor, infer_task, preprocessor_from_dict
+from palaestra.errors import DataError
+
+
+def _frame(n: int = 60, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({
+        "customer_id": [f"C{i:05d}" for i in range(n)],  # a distinct value per row
+        "row": np.arange(n),  # consecutive integers
+        "age": rng.normal(40, 10, n).round(1),
+        "colour": rng.choice(["red", "green", "blue"], n),
+        "member": rng.choice(["yes", "no"], n),
+        "city": [f"city{i % 25}" for i in range(n)],  # 25 categories: above the embedding threshold below
+        "label": rng.choice(["a", "b"], n),
+    })
+
+
+def _fit(df: pd.DataFrame, threshold: int = 16, drop=()) -> tuple[TablePreprocessor, list[str]]:
+    notices: list[str] = []
+    kinds, dropped = TablePreprocessor.infer_columns(df, "label", list(drop), notices)
+    return TablePreprocessor.fit(df, "label", "classification", kinds, dropped, threshold), notices
+
+
+def test_column_kinds_are_inferred_and_identifiers_dropped_with_a_notice():
+    pre, notices = _fit(_frame())
+    kinds = {c.name: c.kind for c in pre.columns}
+    assert kinds == {"age": "numeric", "colour": "categorical", "member": "boolean", "city": "categorical"}
+    assert set(pre.dropped) == {"customer_id", "row"}
+    assert any("customer_id" in n and "identifier" in n for n in notices)
+    assert any("'row'" in n for n in notices)
+
+
+def test_data_drop_removes_a_column_without_a_notice():
+    pre, notices = _fit(_frame(), drop=["colour"])
+    assert "colour" not in pre.feature_columns
+    assert pre.dropped["colour"] == "dropped by data.drop"
+    assert not any("colour" in n for n in notices)
+
+
+def test_task_inference():
+    assert infer_task(pd.Series(["x", "y"])) == "classification"
+    assert infer_task(pd.Series([0, 1, 2, 1])) == "classification"
+    assert infer_task(pd.Series(np.linspace(0, 1, 50))) == "regression"
+    assert infer_task(pd.Series(np.arange(100))) == "regression"  # many distinct integers: a quantity
+
+
+def test_missing_numbers_are_imputed_with_the_training_median_and_flagged():
+    df = _frame()
+    df.loc[[3, 7, 11], "age"] = np.nan
+    df["age"] = df["age"].astype(object)
+    df.loc[20, "age"] = "?"  # a missing-value token in a text column of numbers
+    pre, _ = _fit(df)
+    age = next(c for c in pre.columns if c.name == "age")
+    present = pd.to_numeric(df["age"], errors="coerce").dropna()
+    assert age.indicator and age.fill == pytest.approx(present.median())
+    assert age.mean == pytest.approx(present.mean()) and age.std == pytest.approx(present.std(ddof=0))
+    numeric, _ = pre.transform(df)
+    names = pre.feature_names()
+    i, m = names.index("age"), names.index("age__missing")
+    missing = [3, 7, 11, 20]
+    assert numeric[missing, m].tolist() == [1.0] * 4
+    assert numeric[:, m].sum() == 4
+    assert np.allclose(numeric[missing, i], (age.fill - age.mean) / age.std, atol=1e-6)
+    # Standardised on the training rows: mean 0 over the rows that were present.
+    assert abs(np.delete(numeric[:, i], missing).mean()) < 1e-5
+
+
+def test_one_hot_below_threshold_embedding_above():
+    pre, _ = _fit(_frame(), threshold=16)
+    colour = next(c for c in pre.columns if c.name == "colour")
+    city = next(c for c in pre.columns if c.name == "city")
+    assert not colour.embed and city.embed
+    spec = pre.spec(None)
+    assert spec.embeddings == [(26, 13)]  # 25 cities + the unknown index; dim min(16, (card + 1) // 2)
+    assert {"colour=red", "colour=green", "colour=blue"} <= set(spec.feature_names)
+    numeric, categorical = pre.transform(_frame())
+    assert numeric.shape[1] == spec.n_numeric and categorical.shape == (60, 1)
+    assert categorical.min() >= 1  # every training city is known: 0 is reserved for unseen
+    onehot = numeric[:, [spec.feature_names.index(f"colour={v}") for v in ("red", "green", "blue")]]
+    assert (onehot.sum(axis=1) == 1).all()
+    pre_all_onehot, _ = _fit(_frame(), threshold=30)
+    assert not any(c.embed for c in pre_all_onehot.columns)
+
+
+def test_unseen_categories_at_predict_time_do_not_crash():
+    pre, _ = _fit(_frame())
+    new = _frame(4, seed=9)
+    new["colour"] = ["purple", "red", None, "?"]
+    new["city"] = ["atlantis", "city1", "city2", "nowhere"]
+    numeric, categorical = pre.transform(new)
+    names = pre.feature_names()
+    cols = [names.index(f"colour={v}") for v in ("red", "green", "blue")]
+    assert numeric[0, cols].sum() == 0  # unseen: all zeros
+    assert numeric[1, names.index("colour=red")] == 1.0
+    assert categorical[0, 0] == 0 and categorical[3, 0] == 0  # unseen: the unknown index
+    assert categorical[1, 0] > 0
+
+
+def test_missing_column_is_a_plain_data_error():
+    pre, _ = _fit(_frame())
+    with pytest.raises(DataError, match="missing column.*'colour'"):
+        pre.transform(_frame().drop(columns=["colour"]))
+
+
+def test_text_in_a_numeric_column_names_the_row():
+    pre, _ = _fit(_frame())
+    bad = _frame(5)
+    bad["age"] = bad["age"].astype(object)
+    bad.loc[2, "age"] = "forty"
+    with pytest.raises(DataError, match="age.*forty"):
+        pre.transform(bad)
+
+
+def test_preprocess_json_round_trip_gives_identical_tensors():
+    df = _frame()
+    df.loc[[1, 2], "age"] = np.nan
+    pre, _ = _fit(df)
+    text = json.dumps(pre.to_dict())
+    back = preprocessor_from_dict(json.loads(text))
+    for a, b in zip(pre.transform(df), back.transform(df), strict=True):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+    assert back.spec(None) == pre.spec(None)
+    assert back.to_dict() == pre.to_dict()
+
+
+def test_labels_encode_sorted_and_decode_back():
+    pre, _ = _fit(_frame())
+    assert pre.classes == ["a", "b"]
+    codes = pre.encode_target(pd.Series(["b", "a", "b"]))
+    assert codes.tolist() == [1, 0, 1]
+    assert pre.decode_target(codes).tolist() == ["b", "a", "b"]
+    with pytest.raises(DataError, match="not seen in training: c"):
+        pre.encode_target(pd.Series(["a", "c"]))
+
+
+def test_prepare_fits_on_the_training_split_only():
+    data = prepare_data(DataConfig(source="diabetes"), seed=0)
+    raw = data.raw
+    assert len(data.train) + len(data.val) + len(data.test) == len(raw)
+    bmi = next(c for c in data.preprocessor.columns if c.name == "bmi")
+    assert bmi.mean == pytest.approx(raw["bmi"].iloc[data.train.index].mean())
+    assert bmi.mean != pytest.approx(raw["bmi"].mean(), rel=1e-9)
+    target = raw["progression"].iloc[data.train.index]
+    assert data.preprocessor.target_mean == pytest.approx(target.mean())
+    assert float(data.train.target.mean()) == pytest.approx(0.0, abs=1e-5)  # standardized target

@@ -1,0 +1,89 @@
+"""The config schema: defaults, overrides, did-you-mean, safe YAML, and a saved config retraining the same model."""
+
+import pytest
+import torch
+
+from palaestra.artifacts import read_tensors
+from palaestra.config import Config, build_config, load_config, parse_override, read_yaml
+from palaestra.errors import ConfigError
+
+
+def test_every_field_has_a_default_and_the_yaml_round_trips(tmp_path):
+    cfg = load_config(None)
+    assert cfg.optimizer.name == "adamw" and cfg.optimizer.lr == 0.001 and cfg.train.epochs == 100
+    assert cfg.model.hidden == [64, 64] and cfg.data.split.train == 0.7
+    path = tmp_path / "c.yaml"
+    path.write_text(cfg.to_yaml())
+    assert build_config(read_yaml(path)) == cfg
+    assert load_config(path) == cfg
+    assert load_config(cfg) == cfg
+
+
+def test_overrides_are_yaml_values_on_dotted_keys():
+    cfg = load_config({"data": {"source": "iris"}}, ["optimizer.lr=0.01", "model.hidden=[128, 64]",
+                                                     "train.early_stopping=null", "loss=mse", "schedule.name=cosine"])
+    assert cfg.optimizer.lr == 0.01 and cfg.model.hidden == [128, 64]
+    assert cfg.train.early_stopping is None and cfg.loss.name == "mse" and cfg.schedule.name == "cosine"
+    assert cfg.data.source == "iris"
+    assert load_config(None, {"train.batch_size": 8}).train.batch_size == 8
+    assert parse_override("data.source=my file.csv") == (["data", "source"], "my file.csv")
+
+
+def test_loss_shorthand_then_a_nested_override():
+    cfg = load_config({"loss": "huber"}, ["loss.huber_delta=2.0"])
+    assert cfg.loss.name == "huber" and cfg.loss.huber_delta == 2.0
+
+
+@pytest.mark.parametrize(("tree", "message"), [
+    ({"optimzer": {"lr": 0.1}}, "unknown config key 'optimzer' (did you mean 'optimizer'?)"),
+    ({"train": {"early_stoping": None}}, "did you mean 'train.early_stopping'?"),
+    ({"train": {"early_stopping": {"patiense": 3}}}, "did you mean 'train.early_stopping.patience'?"),
+    ({"model": {"init": {"form": "runs/x"}}}, "model.init"),
+    ({"optimizer": {"lr": -1}}, "optimizer.lr: Input should be greater than 0"),
+    ({"data": {"split": {"train": 0.5, "val": 0.1, "test": 0.1}}}, "must sum to 1"),
+    ({"model": {"hidden": [64, 0]}}, "layer sizes must be positive"),
+    ({"model": {"activation": "swish"}}, "model.activation"),
+])
+def test_invalid_configs_are_one_plain_config_error(tree, message):
+    with pytest.raises(ConfigError) as err:
+        build_config(tree)
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_bad_override_syntax():
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        load_config(None, ["optimizer.lr"])
+    with pytest.raises(ConfigError, match="needs a key"):
+        load_config(None, ["=3"])
+
+
+def test_yaml_never_executes_code(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.yaml"
+    path.write_text(f"name: !!python/object/apply:os.system ['touch {marker}']\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        read_yaml(path)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(("text", "message"), [("- a\n- b\n", "must hold a mapping"), ("a: [1,\n", "not valid YAML")])
+def test_malformed_files(tmp_path, text, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_saved_config_alone_retrains_the_same_model(penguins_run):
+    from palaestra.pipeline import train
+
+    saved = load_config(penguins_run / "config.yaml")
+    assert saved.model.family == "mlp" and saved.data.task == "classification"  # `auto` was resolved
+    run = train(penguins_run / "config.yaml", quiet=True)
+    weights = read_tensors(penguins_run / "model.safetensors")
+    for name, tensor in run.model.state_dict().items():
+        assert torch.equal(tensor, weights[name]), name
+    assert isinstance(run.config, Config) and run.config == saved
