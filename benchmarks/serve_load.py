@@ -186,8 +186,8 @@ def main() -> None:
             f"{table}\n")
     if compressed:
         text += ("\n`palaestra compress` on a penguins MLP with wide layers (hidden [512, 512], 20 epochs), the same"
-                 " machine and command; latency is the model's forward pass alone (median of 200 calls at batch 1,"
-                 " 50 at batch 256), accuracy on the run's whole test split.\n\n" + compressed + "\n")
+                 " machine and command; latency is the model's forward pass alone, on one thread (median of 200"
+                 " calls at batch 1, 50 at batch 256), accuracy on the run's whole test split.\n\n" + compressed + "\n")
     print(text)
     if args.write:
         write_section(text)

@@ -4,7 +4,7 @@ For each seed, four studies of the same size on the same search space (digits, a
   random + no pruning, tpe + no pruning, tpe + hyperband (and random + hyperband for the pruning pair).
 It reports the mean best val_loss over seeds, the total epochs trained, and the ratios.
 
-    .venv/bin/python benchmarks/tuning_compare.py            # ~3 minutes on 2 CPU cores
+    .venv/bin/python benchmarks/tuning_compare.py            # ~2 CPU-minutes (single-threaded trials)
     .venv/bin/python benchmarks/tuning_compare.py --seeds 3 --trials 12 --json out.json
 """
 
@@ -44,8 +44,8 @@ def one(seed: int, sampler: str, pruner: str, trials: int, epochs: int, root: Pa
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--trials", type=int, default=12)
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--json", default=None, help="write the results here")
     args = ap.parse_args()

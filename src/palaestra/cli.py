@@ -106,7 +106,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from palaestra.config import load_config
     from palaestra.pipeline import train
 
-    if args.nproc and args.nproc > 1:
+    if (args.nproc and args.nproc > 1) or args.nnodes not in (None, "1"):
         from palaestra.distributed import launch
 
         return launch(args)

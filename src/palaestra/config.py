@@ -141,8 +141,8 @@ class EarlyStoppingConfig(_Section):
 
 
 class TrainConfig(_Section):
-    epochs: int = Field(100, ge=1)
-    batch_size: int = Field(64, ge=1)
+    epochs: int = Field(200, ge=1)  # an upper bound: early stopping ends most runs well before
+    batch_size: int = Field(32, ge=1)
     early_stopping: EarlyStoppingConfig | None = EarlyStoppingConfig()
     stop_at: dict[str, float] | None = None
     restore_best: bool = True  # end with the weights of the best monitored epoch

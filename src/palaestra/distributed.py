@@ -195,6 +195,7 @@ def worker_args(args: argparse.Namespace, out: Path | None) -> list[str]:
 
 def launch(args: argparse.Namespace) -> int:
     """``palaestra train ... --nproc N``: run N data-parallel workers under torchrun's agent."""
+    args.nproc = args.nproc or 1  # one per node is a valid multi-node job
     from palaestra.cli import default_out, overrides_from
     from palaestra.config import load_config
     from palaestra.pipeline import _resume_config

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import time
 from pathlib import Path
@@ -42,15 +43,37 @@ def read_weights(run_dir: Path) -> dict[str, torch.Tensor]:
 
 def set_state(run_dir: Path, state: str, **extra: Any) -> None:
     assert state in STATES
+    if state == "running":
+        # Who runs it: a run whose process has died (SIGKILL, OOM killer, power loss) then reads as interrupted.
+        extra = {"pid": os.getpid(), "host": socket.gethostname(), **extra}
     write_json(Path(run_dir) / STATE_FILE, {"state": state, "updated": time.time(), **extra})
     RunIndex.default().record(Path(run_dir), state=state)
 
 
 def read_state(run_dir: Path) -> str:
     try:
-        return read_json(Path(run_dir) / STATE_FILE).get("state", "unknown")
+        data = read_json(Path(run_dir) / STATE_FILE)
     except ArtifactError:
         return "unknown"
+    state = data.get("state") if isinstance(data, dict) else None
+    if state not in STATES:
+        return "unknown"
+    if state == "running" and not _alive(data.get("pid"), data.get("host")):
+        return "interrupted"
+    return state
+
+
+def _alive(pid: Any, host: Any) -> bool:
+    """Whether the process that marked a run as running still exists (True when it cannot be told from here)."""
+    if not isinstance(pid, int) or host != socket.gethostname():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
 
 
 class Run:

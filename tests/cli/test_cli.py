@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import cli as _cli
+from testkit import cli as _cli
 
 from palaestra.artifacts import read_json
 from palaestra.data.sources import read_source

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
+from testkit import tiny
 
 from palaestra.cli import main
 from palaestra.deployment.compress import compress
 from palaestra.deployment.export import held_out
 from palaestra.errors import ArtifactError, UserError
 from palaestra.runs import Run
-from tests.conftest import tiny
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,9 @@ def wide_run(tmp_path_factory):
     from palaestra.pipeline import train
 
     out = tmp_path_factory.mktemp("wide") / "run"
-    train(tiny("penguins", epochs=5, model={"hidden": [256, 256]}), out=out, quiet=True)
+    with pytest.MonkeyPatch.context() as mp:  # module fixtures run before the per-test run-index isolation
+        mp.setenv("PALAESTRA_RUNS", str(tmp_path_factory.mktemp("wide-runs")))
+        train(tiny("penguins", epochs=5, model={"hidden": [256, 256]}), out=out, quiet=True)
     return out
 
 

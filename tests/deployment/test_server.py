@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from deploy_helpers import free_port, running
 from prometheus_client.parser import text_string_to_metric_families
+from testkit import ROOT
 
 from palaestra.artifacts import read_json, write_json
 from palaestra.cli import main
@@ -24,7 +25,6 @@ from palaestra.deployment.export import held_out
 from palaestra.deployment.monitoring import PredictionLog
 from palaestra.deployment.server import build_app
 from palaestra.runs import Run
-from tests.conftest import ROOT
 
 TOKEN = "s3cret"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -13,7 +13,7 @@ from palaestra.cli import main
 from palaestra.diagnosis import diagnose, findings_html
 from palaestra.pipeline import train
 from palaestra.runs import Run
-from tests.conftest import tiny
+from testkit import tiny
 
 
 def codes(run_dir, **kw) -> list[str]:

@@ -22,15 +22,6 @@ SMALL = {"hidden": [8], "channels": [4, 8], "dropout": 0.0, "hidden_size": 8, "l
          "heads": 2, "d_model": 8, "latent_dim": 4}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny tensors: one thread avoids oversubscribing the cores that parallel test workers share.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _cfg(family: str, **kw) -> ModelConfig:
     return ModelConfig(**{**SMALL, "family": family, **kw})
 

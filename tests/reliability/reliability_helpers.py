@@ -25,6 +25,8 @@ def resume_config(schedule: dict | None = None, checkpoint_every_steps: int | No
     # One thread: the same kernels, so the same floating-point sums, in pytest's process and in a subprocess.
     return {"seed": 3, "data": {"source": "penguins"}, "model": {"hidden": [16], "dropout": 0.2},
             "schedule": schedule or {"name": "none"},
+            # Pinned, so a change of the library's defaults does not move the stopping points chosen in the tests.
+            "optimizer": {"name": "adamw", "lr": 0.001, "weight_decay": 0.01},
             "train": {"epochs": epochs, "batch_size": 16, "progress": False, "early_stopping": None,
                       "checkpoint_every_steps": checkpoint_every_steps, "threads": 1, **train}}
 

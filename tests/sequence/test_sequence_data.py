@@ -58,5 +58,8 @@ def test_family_decides_how_npz_arrays_are_read():
     assert prepare_data(resolve_layout(gru), 0, source=raw).spec.kind == "sequence"
     cnn = load_config({"model": {"family": "cnn"}, "data": {"source": "x.npz"}})
     assert prepare_data(resolve_layout(cnn), 0, source=raw).spec.kind == "image"  # unchanged: (N, H, W) images
+    mlp = load_config({"model": {"family": "mlp"}, "data": {"source": "mnist1d"}})
+    flat = SequenceArrays(x=x[:, 0], y=np.arange(40) % 2, test_size=10)
+    assert prepare_data(resolve_layout(mlp), 0, source=flat).spec.kind == "vector"  # a built-in sequence set, flat
     gan = load_config({"model": {"family": "gan"}, "data": {"source": "x.npz"}})
     assert resolve_layout(gan).task == "generation"

@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from testkit import tiny
 
 from palaestra.cli import main as cli_main
 from palaestra.errors import DataError
 from palaestra.pipeline import train
 from palaestra.runs import Run
-from tests.conftest import tiny
 
 
 def _ramps(path, n=160, t=12, seed=0):

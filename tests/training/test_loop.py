@@ -48,7 +48,7 @@ def _data(n: int = 90, seed: int = 0):
 
 def _state(model, x, y, batch_size=16, seed=1, lr=1e-2, optimizer="adamw", monitor="train_loss"):
     batcher = TensorBatcher((x, y), batch_size, shuffle=True, seed=seed)
-    opt = build_optimizer(model.parameters(), OptimizerConfig(name=optimizer, lr=lr))
+    opt = build_optimizer(model.parameters(), OptimizerConfig(name=optimizer, lr=lr, weight_decay=0.01))
     schedule = Schedule(ScheduleConfig(), opt, lr, 1, len(batcher))
     return TrainState(model, opt, schedule, batcher, monitor=monitor, mode=cb.monitor_mode(monitor))
 
@@ -101,7 +101,7 @@ def test_pipeline_train_matches_plain_pytorch_loop_exactly():
     from palaestra.data.prepare import prepare_data
     from palaestra.pipeline import seed_everything, train
 
-    config = _config(3, model={"hidden": [8], "dropout": 0.1}, optimizer={"lr": 0.01},
+    config = _config(3, model={"hidden": [8], "dropout": 0.1}, optimizer={"name": "adamw", "lr": 0.01, "weight_decay": 0.01},
                   train={"batch_size": 16, "restore_best": False})
     run = train(config, quiet=True)
 

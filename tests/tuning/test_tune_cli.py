@@ -11,11 +11,11 @@ import sys
 import optuna
 import pytest
 import yaml
-from conftest import cli
+from testkit import cli
 
 CONFIG = {"seed": 0, "data": {"source": "iris"}, "model": {"hidden": [8]},
           "train": {"epochs": 3, "progress": False, "early_stopping": None, "threads": 1},
-          "tune": {"sampler": "random", "pruner": "none", "trials": 8,
+          "tune": {"sampler": "random", "pruner": "none", "trials": 6,
                    "space": {"optimizer.lr": {"log_uniform": [1e-3, 1e-1]}, "model.dropout": {"uniform": [0, 0.3]}}}}
 
 
@@ -45,7 +45,7 @@ def test_two_workers_share_one_study_and_best_yaml_retrains_the_best_trial(tmp_p
     # The study holds exactly the union of what the two workers ran: nothing lost, nothing twice.
     assert sorted(numbers) == list(range(len(trials)))
     assert ran[0].isdisjoint(ran[1]) and ran[0] | ran[1] == set(numbers)
-    assert 8 <= len(trials) <= 9  # the budget; a worker may finish one trial already under way
+    assert 6 <= len(trials) <= 7  # the budget; a worker may finish one trial already under way
     assert all(t.state.name == "COMPLETE" for t in trials)
     by_worker = [{trials[n].user_attrs["worker"] for n in r} for r in ran]
     assert all(len(w) <= 1 for w in by_worker) and not (by_worker[0] & by_worker[1])

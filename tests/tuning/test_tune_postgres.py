@@ -13,7 +13,8 @@ import optuna
 import pytest
 import torch
 
-from palaestra.tuning.study import storage_url, tune
+from palaestra.tuning.storage import storage_url
+from palaestra.tuning.study import tune
 
 URL = os.environ.get("PALAESTRA_TEST_POSTGRES_URL")
 

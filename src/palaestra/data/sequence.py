@@ -37,6 +37,8 @@ def resolve_layout(config: Config) -> DataConfig:
     data = config.data
     if data.sequence is None and config.model.family in SEQUENCE_FAMILIES:
         data = data.model_copy(update={"sequence": True})
+    elif data.sequence is None and config.model.family == "mlp":  # an MLP reads a sequence as a flat vector
+        data = data.model_copy(update={"sequence": False})
     if data.task == "auto" and config.model.family == "gan":
         data = data.model_copy(update={"task": "generation"})
     return data

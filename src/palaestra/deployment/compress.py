@@ -176,18 +176,27 @@ def load_compressed(path: Path, model: nn.Module, tensors: dict[str, torch.Tenso
 
 
 def latency_ms(model: nn.Module, inputs: tuple[torch.Tensor, ...], batch: int, repeats: int) -> float:
-    """Median wall time of ``repeats`` forward passes on a batch of ``batch`` rows (inputs tiled to fill it)."""
+    """Median wall time of ``repeats`` forward passes on a batch of ``batch`` rows (inputs tiled to fill it).
+
+    Timed on one thread: float kernels would otherwise use torch's thread pool and int8 kernels not, and on a
+    busy machine the pool's synchronisation, not the arithmetic, would decide the comparison.
+    """
     n = len(inputs[0])
     idx = torch.arange(batch) % n
     x = tuple(t[idx] for t in inputs)
     times = []
-    with torch.inference_mode():
-        for _ in range(3):
-            model(*x)  # warm-up: first calls allocate
-        for _ in range(repeats):
-            start = time.perf_counter()
-            model(*x)
-            times.append(time.perf_counter() - start)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.inference_mode():
+            for _ in range(3):
+                model(*x)  # warm-up: first calls allocate
+            for _ in range(repeats):
+                start = time.perf_counter()
+                model(*x)
+                times.append(time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(threads)
     return float(np.median(times) * 1e3)
 
 
@@ -281,8 +290,8 @@ def report_table(report: dict[str, Any]):
         table.add_column(col, justify="right" if col else "left")
     b, a = report["before"], report["after"]
     table.add_row("file size", f"{b['file_bytes'] / 1024:.1f} KiB", f"{a['file_bytes'] / 1024:.1f} KiB")
-    table.add_row("latency, batch 1 (median)", f"{b['latency_ms_batch1']:.3f} ms", f"{a['latency_ms_batch1']:.3f} ms")
-    table.add_row("latency, batch 256 (median)", f"{b['latency_ms_batch256']:.3f} ms", f"{a['latency_ms_batch256']:.3f} ms")
+    table.add_row("latency, batch 1 (median, 1 thread)", f"{b['latency_ms_batch1']:.3f} ms", f"{a['latency_ms_batch1']:.3f} ms")
+    table.add_row("latency, batch 256 (median, 1 thread)", f"{b['latency_ms_batch256']:.3f} ms", f"{a['latency_ms_batch256']:.3f} ms")
     for key in ("accuracy", "f1_macro", "rmse", "mae", "r2"):
         if key in b:
             table.add_row(f"test {key} ({b['test_rows']} rows)", f"{b[key]:.4f}", f"{a[key]:.4f}")

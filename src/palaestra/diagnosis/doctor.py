@@ -56,8 +56,7 @@ def diagnose(run_dir: str | Path, *, run: Any = None, raw: Any = None, notes: li
     """
     facts = Facts(Path(run_dir), run, raw, notes)
     findings: list[Finding] = []
-    for check in (_lr_too_high, _lr_too_low, _underfitting, _overfitting, _gradients, _dead_units,
-                  _class_imbalance, _duplicates, _leaked_feature):
+    for check in _CHECKS_FOR.get(facts.task, _CHECKS):
         if check in (_lr_too_low, _underfitting) and any(f.code in ("lr_too_high", "lr_too_low") for f in findings):
             continue  # the learning rate explains a high loss: don't also blame the model
         try:
@@ -311,3 +310,14 @@ def _leaked_feature(f: Facts) -> Finding | None:
                    f"on the {len(train[1])} training rows, {names}",
                    "check the column is known at prediction time and not derived from the target; "
                    "if it leaks, add it to data.drop and retrain")
+
+
+_CHECKS = (_lr_too_high, _lr_too_low, _underfitting, _overfitting, _gradients, _dead_units, _class_imbalance,
+           _duplicates, _leaked_feature)
+# Tasks past classification and regression run only the checks whose evidence means the same thing there:
+# overlapping forecast windows are not leakage, and a GAN's losses do not fall like a fit's.
+_CHECKS_FOR = {
+    "forecast": (_lr_too_high, _lr_too_low, _underfitting, _overfitting, _gradients, _dead_units),
+    "language_model": (_lr_too_high, _lr_too_low, _underfitting, _overfitting, _gradients),
+    "generation": (_lr_too_high, _gradients),
+}

@@ -133,6 +133,7 @@ class GANMonitor(Callback):
         self.gan, self.n, self.max_rows = gan, n, max_rows
         self.noise = torch.Generator().manual_seed(1234)
         self.rows: list[tuple[int, torch.Tensor]] = []
+        self.stride = 1  # epochs between kept rows
         self._sums: list[float] = []
         self._count = 0
 
@@ -148,12 +149,14 @@ class GANMonitor(Callback):
         if self._count:
             for name, total in zip(("d_loss", "g_loss", "d_real", "d_fake"), self._sums, strict=True):
                 logs[name] = total / self._count
+        epoch = int(logs.get("epoch", state.epoch))
+        if self.rows and self.rows[-1][0] % self.stride:
+            self.rows.pop()  # the latest epoch is always shown; drop the previous one if off the stride
         self.noise.manual_seed(1234)  # the same noise every epoch: rows show the same samples improving
-        samples = self.gan.sample(self.n, generator=self.noise).cpu()
-        self.rows.append((int(logs.get("epoch", state.epoch)), samples))
-        if len(self.rows) > self.max_rows:  # keep the first, the last and evenly spaced epochs between
-            keep = sorted({round(i * (len(self.rows) - 1) / (self.max_rows - 1)) for i in range(self.max_rows)})
-            self.rows = [self.rows[i] for i in keep]
+        self.rows.append((epoch, self.gan.sample(self.n, generator=self.noise).cpu()))
+        if len(self.rows) > self.max_rows:  # evenly spaced epochs: keep every other row, double the stride
+            self.stride *= 2
+            self.rows = [r for r in self.rows if r[0] % self.stride == 0 or r is self.rows[-1]]
 
     def report_section(self, history: list[dict]) -> tuple[str, str] | None:
         """An HTML section: both losses per epoch and the sample grid (one row per recorded epoch)."""

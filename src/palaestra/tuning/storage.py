@@ -33,7 +33,7 @@ def open_storage(url: str):
             if url.startswith("sqlite"):
                 _sqlite_wal(storage.engine)
             return storage
-        except sqlalchemy.exc.OperationalError as exc:
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError) as exc:
             error = exc
             time.sleep(0.5 * (attempt + 1))
         except (sqlalchemy.exc.ArgumentError, ImportError, ValueError) as exc:

@@ -1,0 +1,27 @@
+"""Helpers shared by the tests (imported as `testkit`: a unique name, unlike `conftest`)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny(source: str = "penguins", epochs: int = 8, **sections) -> dict:
+    """A small, fast config dict: few epochs, no progress bar, fixed seed."""
+    cfg = {"seed": 0, "data": {"source": source}, "model": {"hidden": [16]},
+           "train": {"epochs": epochs, "progress": False, "early_stopping": None}}
+    for key, value in sections.items():
+        cfg.setdefault(key, {}).update(value) if isinstance(value, dict) else cfg.__setitem__(key, value)
+    return cfg
+
+
+def cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``palaestra ARGS`` as a user would: a subprocess, capturing exit code, stdout and stderr."""
+    # One thread per process: the test workers already share the two cores.
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {}), "COLUMNS": "200", "NO_COLOR": "1"}
+    return subprocess.run([sys.executable, "-m", "palaestra", *args], capture_output=True, text=True,
+                          cwd=cwd, env=full_env, timeout=timeout)
