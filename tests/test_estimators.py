@@ -3,7 +3,6 @@
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from sklearn.base import clone
 from sklearn.datasets import load_diabetes, load_iris
 from sklearn.model_selection import cross_val_score, train_test_split
@@ -14,14 +13,6 @@ from palaestra import ConfigError, PalaestraClassifier, PalaestraRegressor
 
 FAST = {"hidden": (16,), "lr": 0.02, "epochs": 40, "early_stopping_patience": None}
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny models: one intra-op thread is fastest, and the test workers share two cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_pipeline_cross_val_score_on_iris():

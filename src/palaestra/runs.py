@@ -22,7 +22,8 @@ from torch import nn
 
 from palaestra.artifacts import MANIFEST, read_json, read_tensors, verify_manifest, write_json
 from palaestra.config import Config, build_config, read_yaml
-from palaestra.data.preprocess import ArrayPreprocessor, TablePreprocessor, preprocessor_from_dict
+from palaestra.data.arrays import ArrayPreprocessor
+from palaestra.data.preprocess import TablePreprocessor, preprocessor_from_dict
 from palaestra.data.sources import ArrayData, read_source
 from palaestra.data.spec import FeatureSpec
 from palaestra.errors import ArtifactError, DataError

@@ -42,7 +42,7 @@ def test_summary_and_markdown_block(tmp_path):
     assert (s["median"], s["min"], s["max"], s["n"]) == (2.5, 1.0, 4.0, 4)
     target = tmp_path / "BENCHMARKS.md"
     target.write_text("# Benchmarks\n\nintro\n\n## Serving\n\nkept\n")
-    out = {"machine": c.machine(), "threads": 1, "inference": {"seconds": 1.0, "markdown": "| a |\n|---|\n| 1 |"}}
+    out = {"machine": c.machine(), "threads": 1, "quick": True, "inference": {"seconds": 1.0, "markdown": "| a |\n|---|\n| 1 |"}}
     run_all.write_markdown(run_all.render(out, "python -m benchmarks.run_all"), target)
     run_all.write_markdown(run_all.render(out, "python -m benchmarks.run_all"), target)  # replaces, not appends
     text = target.read_text()

@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from testkit import tiny
 
 from palaestra.cli import main
 from palaestra.diagnosis import diagnose, findings_html
 from palaestra.pipeline import train
 from palaestra.runs import Run
-from testkit import tiny
 
 
 def codes(run_dir, **kw) -> list[str]:

@@ -7,14 +7,13 @@ the scikit-learn baseline a careful user would fit on the same split.
 import numpy as np
 import pandas as pd
 import pytest
-import torch
-from testkit import cli as _cli
-from testkit import tiny
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from testkit import cli as _cli
+from testkit import tiny
 
 from palaestra.artifacts import read_json
 from palaestra.runs import Run
@@ -23,14 +22,6 @@ from palaestra.runs import Run
 def cli(*args: str):
     return _cli(*args, env={"OMP_NUM_THREADS": "1"})  # one torch thread: the test workers share two cores
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny models: one intra-op thread is fastest, and the test workers share two cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _mixed_csv(path, n=700, seed=0):

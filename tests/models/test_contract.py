@@ -25,14 +25,6 @@ B = 12  # batch size
 K = 3  # classes
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny models: one intra-op thread is fastest, and the test workers share two cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _target(g: torch.Generator) -> torch.Tensor:
     return torch.arange(B) % K  # every class present

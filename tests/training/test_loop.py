@@ -19,14 +19,6 @@ from palaestra.training.state import TrainState
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny models: one intra-op thread is fastest, and the test workers share two cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _config(epochs: int, **sections) -> dict:
     """A small iris config (like conftest's ``tiny``; defined here because another directory's conftest.py

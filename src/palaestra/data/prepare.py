@@ -10,7 +10,8 @@ import pandas as pd
 import torch
 
 from palaestra.config import DataConfig
-from palaestra.data.preprocess import ArrayPreprocessor, TablePreprocessor, _is_na_token, infer_task
+from palaestra.data.arrays import ArrayPreprocessor
+from palaestra.data.preprocess import TablePreprocessor, _is_na_token, infer_task
 from palaestra.data.sources import ArrayData, default_target, read_source
 from palaestra.data.spec import FeatureSpec
 from palaestra.data.splits import split_indices

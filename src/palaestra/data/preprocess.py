@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from palaestra.data.sources import ArrayData
 from palaestra.data.spec import FeatureSpec
 from palaestra.errors import DataError
 
@@ -261,7 +260,11 @@ class TablePreprocessor:
                     onehot[np.nonzero(known)[0], codes[known]] = 1.0  # unseen category: all zeros
                     numeric.append(onehot)
         n = len(df)
-        num = np.concatenate(numeric, axis=1).astype(np.float32) if numeric else np.zeros((n, 0), np.float32)
+        with np.errstate(over="ignore"):
+            num = np.concatenate(numeric, axis=1).astype(np.float32) if numeric else np.zeros((n, 0), np.float32)
+        if not np.isfinite(num).all():
+            column = self.feature_names()[int(np.nonzero(~np.isfinite(num).all(axis=0))[0][0])]
+            raise DataError(f"column '{column}' holds a value too large to represent (beyond float32 after scaling)")
         cat = np.concatenate(embedded, axis=1) if embedded else np.zeros((n, 0), np.int64)
         return num, cat
 
@@ -323,135 +326,20 @@ class TablePreprocessor:
                    d.get("target_mean", 0.0), d.get("target_std", 1.0), d.get("dropped"))
 
 
-class ArrayPreprocessor:
-    """Images ``(N, C, H, W)`` (or ``(N, H, W)``) and flat vectors ``(N, F)``: per-channel standardization."""
-
-    kind = "array"
-
-    def __init__(self, target: str, task: str, layout: str, shape: list[int], mean: list[float], std: list[float],
-                 classes: list[Any] | None, target_mean: float = 0.0, target_std: float = 1.0, channels_last: bool = False):
-        self.target, self.task, self.layout, self.shape = target, task, layout, shape
-        self.mean, self.std, self.classes = mean, std, classes
-        self.target_mean, self.target_std = target_mean, target_std
-        self.channels_last = channels_last
-
-    @staticmethod
-    def _layout(x: np.ndarray) -> tuple[str, bool]:
-        if x.ndim == 2:
-            return "vector", False
-        if x.ndim == 3:
-            return "image", False
-        if x.ndim == 4:
-            # (N, H, W, C) with a small last axis is transposed to (N, C, H, W).
-            nhwc = x.shape[-1] in (1, 3, 4) and x.shape[1] not in (1, 3, 4)
-            return "image", nhwc
-        raise DataError(f"array 'x' of shape {tuple(x.shape)} is not supported: use (N, F), (N, H, W) or (N, C, H, W)")
-
-    def _standard_shape(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x)
-        if self.layout == "image":
-            if x.ndim == 3:
-                x = x[:, None]
-            elif self.channels_last and x.ndim == 4:
-                x = np.transpose(x, (0, 3, 1, 2))
-        if list(x.shape[1:]) != list(self.shape):
-            raise DataError(f"input has shape {tuple(x.shape[1:])} per sample; the model was trained on {tuple(self.shape)}")
-        return x
-
-    @classmethod
-    def fit(cls, data: ArrayData, train_idx: np.ndarray, task: str) -> ArrayPreprocessor:
-        layout, channels_last = cls._layout(data.x)
-        proto = cls("y", task, layout, [], [], [], None, channels_last=channels_last)
-        x = data.x.astype(np.float64)
-        if layout == "image":
-            x = x[:, None] if x.ndim == 3 else (np.transpose(x, (0, 3, 1, 2)) if channels_last else x)
-        proto.shape = list(x.shape[1:])
-        xt = x[train_idx]
-        axes = (0, 2, 3) if layout == "image" else (0,)
-        mean = xt.mean(axis=axes)
-        std = xt.std(axis=axes)
-        std = np.where(std > 1e-12, std, 1.0)
-        proto.mean, proto.std = [float(m) for m in np.ravel(mean)], [float(s) for s in np.ravel(std)]
-        y = data.y
-        if task == "classification":
-            classes = sorted({_jsonable(v) for v in y[train_idx]}, key=lambda v: (str(type(v)), v))
-            if len(classes) < 2:
-                raise DataError("target 'y' has only one class in the training split: nothing to learn")
-            proto.classes = classes
-        else:
-            yt = y[train_idx].astype(np.float64)
-            proto.target_mean, proto.target_std = float(yt.mean()), float(yt.std()) or 1.0
-        return proto
-
-    def inputs(self, x: np.ndarray | ArrayData) -> tuple[np.ndarray, ...]:
-        if isinstance(x, ArrayData):
-            x = x.x
-        x = self._standard_shape(np.asarray(x))
-        if not np.issubdtype(x.dtype, np.number) and x.dtype != bool:
-            raise DataError(f"inputs must be numeric, got dtype {x.dtype}")
-        x = x.astype(np.float32)
-        if not np.isfinite(x).all():
-            raise DataError("inputs hold NaN or infinite values")
-        if self.layout == "image":
-            m = np.asarray(self.mean, np.float32)[None, :, None, None]
-            s = np.asarray(self.std, np.float32)[None, :, None, None]
-        else:
-            m = np.asarray(self.mean, np.float32)
-            s = np.asarray(self.std, np.float32)
-        return ((x - m) / s,)
-
-    def encode_target(self, y: np.ndarray) -> np.ndarray:
-        if self.task == "classification":
-            lookup = {str(c): i for i, c in enumerate(self.classes or [])}
-            codes = np.array([lookup.get(str(_jsonable(v)), -1) for v in np.asarray(y)], dtype=np.int64)
-            if (codes < 0).any():
-                raise DataError("labels 'y' include classes not seen in training")
-            return codes
-        try:
-            values = np.asarray(y, np.float64)
-        except (TypeError, ValueError):
-            raise DataError("labels 'y' must be numbers for regression") from None
-        if not np.isfinite(values).all():
-            raise DataError(f"labels 'y' hold NaN or infinite values in {int((~np.isfinite(values)).sum())} samples")
-        return ((values - self.target_mean) / self.target_std).astype(np.float32)
-
-    def decode_target(self, values: np.ndarray) -> np.ndarray:
-        if self.task == "classification":
-            return np.asarray(self.classes, dtype=object)[values]
-        return values * self.target_std + self.target_mean
-
-    def spec(self, embedding_dim: int | None = None) -> FeatureSpec:
-        kind = "image" if self.layout == "image" else "vector"
-        names = [f"x{i}" for i in range(self.shape[0])] if kind == "vector" else []
-        return FeatureSpec(kind=kind, task=self.task, input_names=["x"],
-                           n_outputs=len(self.classes) if self.classes else 1, input_shape=list(self.shape),
-                           classes=self.classes, feature_names=names,
-                           n_numeric=self.shape[0] if kind == "vector" else 0)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "target": self.target, "task": self.task, "layout": self.layout, "shape": self.shape,
-                "mean": self.mean, "std": self.std, "classes": self.classes, "target_mean": self.target_mean,
-                "target_std": self.target_std, "channels_last": self.channels_last}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ArrayPreprocessor:
-        d = dict(d)
-        d.pop("kind", None)
-        return cls(**d)
+PREPROCESSORS: dict[str, type] = {"table": TablePreprocessor}  # other kinds register themselves
 
 
-PREPROCESSORS: dict[str, type] = {"table": TablePreprocessor, "array": ArrayPreprocessor}
-
-
-def preprocessor_from_dict(d: dict[str, Any]) -> TablePreprocessor | ArrayPreprocessor:
+def preprocessor_from_dict(d: dict[str, Any]) -> Any:
+    """Rebuild a fitted preprocessor of any registered kind from its ``to_dict()``."""
     kind = d.get("kind")
     if kind not in PREPROCESSORS:
         raise DataError(f"preprocess.json names an unknown preprocessing kind {kind!r}")
     return PREPROCESSORS[kind].from_dict(d)
 
 
-# Sequence, series and text preprocessing (and their built-in data sets) register their kinds here.
-from palaestra.data import forecast as _forecast  # noqa: E402, F401, I001
+# Arrays, sequences, series and text (and their built-in data sets) register their kinds here.
+from palaestra.data import arrays as _arrays  # noqa: E402, F401, I001
+from palaestra.data import forecast as _forecast  # noqa: E402, F401
 from palaestra.data import sequence as _sequence  # noqa: E402, F401
 from palaestra.data import text as _text  # noqa: E402, F401
 from palaestra.generative import data as _generation  # noqa: E402, F401

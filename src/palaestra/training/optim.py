@@ -21,7 +21,7 @@ def build_optimizer(params: Iterable[nn.Parameter], cfg: OptimizerConfig) -> tor
     params = [p for p in params if p.requires_grad]
     wd = cfg.weight_decay
     # `fused` only when asked: None leaves torch's own default (bit-identical to a plain loop's optimizer).
-    fused = {"fused": True} if getattr(cfg, "fused", False) else {}
+    fused = {"fused": True} if cfg.fused else {}
     if fused and cfg.name == "rmsprop":
         raise ConfigError("optimizer.fused is available for sgd, adam and adamw, not rmsprop")
     if cfg.name == "sgd":
