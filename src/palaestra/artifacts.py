@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -55,6 +56,17 @@ def _fsync_dir(directory: Path) -> None:
 
 def write_json(path: str | Path, obj: Any) -> None:
     atomic_write(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def finite_json(obj: Any) -> Any:
+    """Replace NaN and infinities by ``None``: strict JSON has no such numbers (for reports, not checkpoints)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [finite_json(v) for v in obj]
+    return obj
 
 
 def _json_default(o: Any) -> Any:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import platform
 import random
 import signal
@@ -19,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from palaestra.artifacts import atomic_write, write_json, write_manifest, write_tensors
+from palaestra.artifacts import atomic_write, finite_json, write_json, write_manifest, write_tensors
 from palaestra.config import Config, build_config, load_config, read_yaml
 from palaestra.data.batching import LoaderBatcher, TensorBatcher
 from palaestra.data.prepare import PreparedData, prepare_data
@@ -327,7 +326,7 @@ def _write_run(run_dir: Path, run: Run, data: PreparedData, state: TrainState, d
     write_json(run_dir / "preprocess.json", {"version": 1, "preprocessor": run.preprocessor.to_dict(),
                                              "spec": run.spec.to_dict(),
                                              "splits": {k: getattr(data, k).index.tolist() for k in ("train", "val", "test")}})
-    write_json(run_dir / "metrics.json", _clean(run.metrics))
+    write_json(run_dir / "metrics.json", finite_json(run.metrics))
     atomic_write(run_dir / "history.csv", _history_frame(state.history).to_csv(index=False))
     write_json(run_dir / "diagnostics.json", {"grad_norms": state.grad_history})
     write_json(run_dir / "env.json", environment(device, run.config.seed))
@@ -356,17 +355,6 @@ def _report(run_dir: Path, run: Run, data: PreparedData) -> list[str]:
             "test rows": len(data.test)}
     return write_report(run_dir, run.config.to_dict(), run.history, run.metrics, info, data.notices,
                         sections=getattr(run, "report_sections", None))
-
-
-def _clean(obj: Any) -> Any:
-    """JSON has no NaN: write null for non-finite floats."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_clean(v) for v in obj]
-    return obj
 
 
 def main_job() -> int:  # pragma: no cover - convenience for `python -m palaestra.pipeline`

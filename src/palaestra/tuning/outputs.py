@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import shutil
 import warnings
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from palaestra.artifacts import atomic_write, write_json
+from palaestra.artifacts import atomic_write, finite_json, write_json
 from palaestra.tuning.space import decode_params
 
 if TYPE_CHECKING:
@@ -148,18 +147,8 @@ def write_best(result: StudyResult, best_run: bool) -> list[Path]:
                       f"this config trains on the configured split)")
     header.append("# retrain: palaestra train best.yaml")
     atomic_write(result.study_dir / "best.yaml", "\n".join(header) + "\n" + config.to_yaml())
-    write_json(json_path, _finite(info))
+    write_json(json_path, finite_json(info))
     return [result.study_dir / "best.yaml", json_path] + ([run_dir] if best_run else [])
-
-
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_finite(v) for v in obj]
-    return obj
 
 
 def leaderboard(stage: Stage, metric: str, direction: str, top: int = 10):
