@@ -47,7 +47,17 @@ def test_clone_and_params():
     assert twin is not clf and twin.get_params()["config"] == {"schedule": {"name": "cosine"}}
     assert not hasattr(twin, "run_")
     twin.set_params(epochs=3, hidden=(4,))
-    assert twin.epochs == 3 and clf.epochs == 100
+    assert twin.epochs == 3 and clf.epochs is None  # None: the config schema's default
+
+
+def test_unset_parameters_take_the_config_schema_defaults():
+    from palaestra.config import Config
+
+    cfg = Config.model_validate(PalaestraClassifier()._config())
+    default = Config()
+    assert cfg.model.hidden == default.model.hidden and cfg.optimizer.lr == default.optimizer.lr
+    assert cfg.train.epochs == default.train.epochs and cfg.train.early_stopping == default.train.early_stopping
+    assert Config.model_validate(PalaestraClassifier(early_stopping_patience=0)._config()).train.early_stopping is None
 
 
 def test_config_escape_hatch_and_params_reach_the_run():

@@ -30,11 +30,13 @@ SPLIT = {"train": 0.85, "val": 0.15, "test": 0.0}
 class _PalaestraEstimator(BaseEstimator):
     _task = "classification"
 
-    def __init__(self, hidden: tuple[int, ...] = (64, 64), dropout: float = 0.1, lr: float = 1e-3,
-                 epochs: int = 100, batch_size: int = 64, optimizer: str = "adamw", weight_decay: float = 0.01,
-                 activation: str = "relu", early_stopping_patience: int | None = 10, seed: int = 0,
-                 config: dict | None = None):
+    def __init__(self, hidden: tuple[int, ...] | None = None, dropout: float | None = None, lr: float | None = None,
+                 epochs: int | None = None, batch_size: int | None = None, optimizer: str | None = None,
+                 weight_decay: float | None = None, activation: str | None = None,
+                 early_stopping_patience: int | None = None, seed: int = 0, config: dict | None = None):
         # Stored as given (scikit-learn's contract): validation happens in the config schema at fit time.
+        # None means the config schema's default, so the CLI, the API and the estimators share one set of
+        # defaults; early_stopping_patience=0 switches early stopping off.
         self.hidden = hidden
         self.dropout = dropout
         self.lr = lr
@@ -49,15 +51,21 @@ class _PalaestraEstimator(BaseEstimator):
 
     def _config(self) -> dict[str, Any]:
         """The Palaestra config these parameters stand for; ``config`` entries are merged section by section."""
+        def given(**values: Any) -> dict[str, Any]:
+            return {k: v for k, v in values.items() if v is not None}
+
         patience = self.early_stopping_patience
+        train = given(epochs=self.epochs, batch_size=self.batch_size)
+        if patience is not None:
+            train["early_stopping"] = {"patience": patience} if patience else None
         cfg: dict[str, Any] = {
             "seed": self.seed,
             "data": {"source": "sklearn", "target": TARGET, "task": self._task,
                      "split": {**SPLIT, "stratify": self._task == "classification"}},
-            "model": {"hidden": [int(h) for h in self.hidden], "dropout": self.dropout, "activation": self.activation},
-            "optimizer": {"name": self.optimizer, "lr": self.lr, "weight_decay": self.weight_decay},
-            "train": {"epochs": self.epochs, "batch_size": self.batch_size, "progress": False,
-                      "early_stopping": {"patience": patience} if patience else None},
+            "model": given(hidden=None if self.hidden is None else [int(h) for h in self.hidden],
+                           dropout=self.dropout, activation=self.activation),
+            "optimizer": given(name=self.optimizer, lr=self.lr, weight_decay=self.weight_decay),
+            "train": {**train, "progress": False},
         }
         for key, value in copy.deepcopy(self.config or {}).items():
             if isinstance(value, dict) and isinstance(cfg.get(key), dict):
