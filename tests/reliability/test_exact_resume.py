@@ -135,10 +135,11 @@ def _state_in_index(run: Path) -> str:
     return {r["path"]: r["state"] for r in RunIndex.default().list()}[str(run.resolve())]
 
 
-# Two seeds here, and the SIGTERM test below resumes a third stop: each subprocess costs seconds of imports. The
-# plateau schedule and epoch-only checkpoints are resumed in-process above, at exact steps.
-@pytest.mark.parametrize("seed,cfg", [(0, resume_config(ONECYCLE)), (1, resume_config(ONECYCLE))],
-                         ids=["onecycle-seed0", "onecycle-seed1"])
+# Three seeded random steps here (the SIGTERM test below resumes a fourth stop); epoch-only checkpoints are
+# resumed in-process above, at exact steps.
+@pytest.mark.parametrize("seed,cfg", [(0, resume_config(ONECYCLE)), (1, resume_config(ONECYCLE)),
+                                      (2, resume_config(PLATEAU))],
+                         ids=["onecycle-seed0", "onecycle-seed1", "plateau-seed2"])
 def test_sigkill_at_random_step_then_resume_is_bit_identical(seed, cfg, scratch, baselines):
     base = baselines(cfg)
     config = write_config(scratch / "config.yaml", cfg)
