@@ -10,13 +10,13 @@ from typing import Any
 
 import numpy as np
 
-from palaestra.data.preprocess import PREPROCESSORS, _jsonable
+from palaestra.data.preprocess import PREPROCESSORS, KeywordState, _jsonable
 from palaestra.data.sources import ArrayData
 from palaestra.data.spec import FeatureSpec
 from palaestra.errors import DataError
 
 
-class ArrayPreprocessor:
+class ArrayPreprocessor(KeywordState):
     """Images ``(N, C, H, W)`` (or ``(N, H, W)``) and flat vectors ``(N, F)``: per-channel standardization."""
 
     kind = "array"
@@ -126,11 +126,6 @@ class ArrayPreprocessor:
                 "mean": self.mean, "std": self.std, "classes": self.classes, "target_mean": self.target_mean,
                 "target_std": self.target_std, "channels_last": self.channels_last}
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ArrayPreprocessor:
-        d = dict(d)
-        d.pop("kind", None)
-        return cls(**d)
 
 
 PREPROCESSORS[ArrayPreprocessor.kind] = ArrayPreprocessor

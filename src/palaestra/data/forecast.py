@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from palaestra.config import DataConfig
-from palaestra.data.preprocess import PREPROCESSORS
+from palaestra.data.preprocess import PREPROCESSORS, KeywordState
 from palaestra.data.sources import BUILTINS, BuiltIn, register_builtin
 from palaestra.data.spec import FeatureSpec
 from palaestra.errors import DataError
@@ -43,7 +43,7 @@ def detect_time_column(df: pd.DataFrame, target: str) -> str | None:
     return None
 
 
-class ForecastPreprocessor:
+class ForecastPreprocessor(KeywordState):
     """Raw rows -> windows ``(x (N, window, F) float32, lengths (N,))``; feature 0 is the target's history."""
 
     kind = "forecast"
@@ -139,11 +139,6 @@ class ForecastPreprocessor:
         return {"kind": self.kind, "target": self.target, "features": self.features, "mean": self.mean, "std": self.std,
                 "window": self.window, "horizon": self.horizon, "time_column": self.time_column}
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ForecastPreprocessor:
-        d = dict(d)
-        d.pop("kind", None)
-        return cls(**d)
 
 
 PREPROCESSORS[ForecastPreprocessor.kind] = ForecastPreprocessor

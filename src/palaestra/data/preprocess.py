@@ -326,6 +326,14 @@ class TablePreprocessor:
                    d.get("target_mean", 0.0), d.get("target_std", 1.0), d.get("dropped"))
 
 
+class KeywordState:
+    """For a preprocessor whose ``to_dict()`` is its constructor's keywords plus ``kind``."""
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Any:
+        return cls(**{k: v for k, v in d.items() if k != "kind"})
+
+
 PREPROCESSORS: dict[str, type] = {"table": TablePreprocessor}  # other kinds register themselves
 
 

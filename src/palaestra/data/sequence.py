@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from palaestra.config import Config, DataConfig
-from palaestra.data.preprocess import PREPROCESSORS, _jsonable, infer_task
+from palaestra.data.preprocess import PREPROCESSORS, KeywordState, _jsonable, infer_task
 from palaestra.data.sources import ArrayData, BuiltIn, register_builtin
 from palaestra.data.spec import FeatureSpec
 from palaestra.data.splits import split_indices
@@ -70,7 +70,7 @@ def _lengths(x: np.ndarray) -> np.ndarray:
     return lengths.astype(np.int64)
 
 
-class SequencePreprocessor:
+class SequencePreprocessor(KeywordState):
     """``(N, T[, F])`` arrays -> ``(x (N, T, F) float32 standardized, lengths (N,) int64)``."""
 
     kind = "sequence"
@@ -138,11 +138,6 @@ class SequencePreprocessor:
                 "mean": self.mean, "std": self.std, "classes": self.classes, "target_mean": self.target_mean,
                 "target_std": self.target_std, "target": self.target}
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SequencePreprocessor:
-        d = dict(d)
-        d.pop("kind", None)
-        return cls(**d)
 
 
 PREPROCESSORS[SequencePreprocessor.kind] = SequencePreprocessor

@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from palaestra.config import DataConfig
-from palaestra.data.preprocess import PREPROCESSORS, _is_na_token, _jsonable
+from palaestra.data.preprocess import PREPROCESSORS, KeywordState, _is_na_token, _jsonable
 from palaestra.data.spec import FeatureSpec
 from palaestra.errors import DataError
 
@@ -165,7 +165,7 @@ def detect_text_column(df: pd.DataFrame, target: str) -> str | None:
     return best
 
 
-class WordPreprocessor:
+class WordPreprocessor(KeywordState):
     """Texts -> ``(ids (N, max_length) int64, lengths (N,))``; labels -> class codes."""
 
     kind = "words"
@@ -218,11 +218,6 @@ class WordPreprocessor:
         return {"kind": self.kind, "text_column": self.text_column, "target": self.target, "vocab": self.vocab,
                 "max_length": self.max_length, "classes": self.classes}
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> WordPreprocessor:
-        d = dict(d)
-        d.pop("kind", None)
-        return cls(**d)
 
 
 def _prepare_text_classification(cfg: DataConfig, raw: pd.DataFrame, seed: int, notices: list[str]):
