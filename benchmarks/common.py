@@ -413,3 +413,14 @@ def isolated_runs():
                 os.environ.pop("PALAESTRA_RUNS", None)
             else:
                 os.environ["PALAESTRA_RUNS"] = previous
+
+
+def section_main(run, description: str | None, default_repeats: int, argv: list[str] | None = None) -> None:
+    """The command line of one section run on its own: ``python -m benchmarks.NAME [--quick] [--repeats N]``."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--repeats", type=int, default=default_repeats)
+    args = ap.parse_args(argv)
+    print(run(args.quick, args.repeats)["markdown"])

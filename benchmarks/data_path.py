@@ -7,8 +7,6 @@ One epoch of batches is drawn and touched (no model); the time is per epoch, int
 
 from __future__ import annotations
 
-import argparse
-import sys
 import time
 from typing import Any
 
@@ -58,12 +56,7 @@ def run(quick: bool = False, repeats: int = 5, threads: int = 1) -> dict[str, An
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--repeats", type=int, default=5)
-    args = ap.parse_args(argv)
-    print(run(args.quick, args.repeats)["markdown"])
-    print(file=sys.stderr)
+    c.section_main(run, __doc__, 5, argv)
 
 
 if __name__ == "__main__":

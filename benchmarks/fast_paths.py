@@ -6,7 +6,6 @@ beat the plain eager loop (same model, data, batch order and epochs; interleaved
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from typing import Any
@@ -79,11 +78,7 @@ def run(quick: bool = False, repeats: int = 3, threads: int = 1) -> dict[str, An
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--repeats", type=int, default=3)
-    args = ap.parse_args(argv)
-    print(run(args.quick, args.repeats)["markdown"])
+    c.section_main(run, __doc__, 3, argv)
 
 
 if __name__ == "__main__":
