@@ -22,6 +22,3 @@ class DataError(UserError):
 class ArtifactError(UserError):
     """A run directory or one of its files is missing, truncated or altered."""
 
-
-class TrainingDiverged(PalaestraError):
-    """The loss became NaN or infinite; the last good weights were kept."""

@@ -81,6 +81,8 @@ def _rank(rank: int, world: int, port: int, root: str) -> None:
             train(_config(csv, B // 2, 4), out=root / "cut", quiet=True, extra_callbacks=[_CutAfter(2)])
         except RuntimeError as exc:
             assert str(exc) == "cut"
+        else:
+            raise AssertionError("the run was meant to be cut after epoch 2, so that --resume has work to do")
         resumed = train(resume=root / "cut", quiet=True)
         report["path"] = str(resumed.path) if resumed.path else None
         return 0

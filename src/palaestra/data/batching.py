@@ -77,10 +77,6 @@ class TensorBatcher:
     def __len__(self) -> int:
         return self.order.num_batches()
 
-    @property
-    def num_samples(self) -> int:
-        return self.order.n
-
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         o = self.order
         if self._resumed:

@@ -30,10 +30,6 @@ class FeatureSpec:
     feature_names: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def is_classification(self) -> bool:
-        return self.task == "classification"
-
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["embeddings"] = [list(e) for e in self.embeddings]
