@@ -150,17 +150,21 @@ def prepare(config: dict[str, Any], raw: Any = None) -> Prepared:
 def fresh_model(p: Prepared) -> nn.Module:
     """The model Palaestra would build: same seed, same initialisation."""
     from palaestra.models.registry import build_model
-    from palaestra.pipeline import seed_everything
+    from palaestra.pipeline import seed_everything, use_channels_last
 
     seed_everything(p.config.seed)
     model = build_model(p.data.spec, p.config.model)
-    if p.config.train.channels_last and p.data.spec.kind == "image":
+    if use_channels_last(p.config, p.data.spec):
         model = model.to(memory_format=torch.channels_last)
     return model
 
 
 def plain_optimizer(model: nn.Module, cfg: Any, **kw: Any) -> torch.optim.Optimizer:
+    """AdamW as configured, with the kernel Palaestra's config resolves to (fused by default) unless ``kw`` says."""
+    from palaestra.training.optim import use_fused
+
     o = cfg.optimizer
+    kw.setdefault("fused", use_fused(o, list(model.parameters())) or None)
     return torch.optim.AdamW(model.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay, **kw)
 
 

@@ -55,7 +55,7 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def write_json(path: str | Path, obj: Any) -> None:
-    atomic_write(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+    atomic_write(path, json.dumps(obj, indent=2, default=json_default) + "\n")
 
 
 def finite_json(obj: Any) -> Any:
@@ -69,7 +69,7 @@ def finite_json(obj: Any) -> Any:
     return obj
 
 
-def _json_default(o: Any) -> Any:
+def json_default(o: Any) -> Any:
     if hasattr(o, "item"):
         return o.item()
     if hasattr(o, "tolist"):
@@ -105,6 +105,16 @@ def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
         raise ArtifactError(f"{path} is missing") from None
     except (SafetensorError, ValueError, OSError) as exc:
         raise ArtifactError(f"{path} is not a valid safetensors file ({str(exc).splitlines()[0][:120]})") from None
+
+
+def tensors_from_bytes(data: bytes, source: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and the string metadata of a safetensors blob already in memory (e.g. after a checksum)."""
+    try:
+        tensors = st_load(data)
+        header = json.loads(data[8:8 + int.from_bytes(data[:8], "little")])
+    except (SafetensorError, ValueError, OSError) as exc:
+        raise ArtifactError(f"{source} is not a valid safetensors file ({str(exc).splitlines()[0][:120]})") from None
+    return tensors, header.get("__metadata__") or {}
 
 
 def sha256(path: str | Path) -> str:

@@ -119,8 +119,9 @@ class OptimizerConfig(_Section):
     nesterov: bool = False
     betas: tuple[float, float] = (0.9, 0.999)
     # One fused kernel per step for SGD/Adam/AdamW (2-3x faster optimizer steps on CPU, see BENCHMARKS.md).
-    # Off by default: it rounds differently in the last bit from torch's default (for-loop) implementation.
-    fused: bool = False
+    # null (default): fused where torch has it (sgd, adam, adamw on CPU/CUDA); false: torch's default
+    # for-loop/foreach kernels, which round differently in the last bit.
+    fused: bool | None = None
 
 
 class ScheduleConfig(_Section):
@@ -151,7 +152,9 @@ class TrainConfig(_Section):
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")  # auto | cpu | cuda | cuda:N
     checkpoint_every_steps: int | None = Field(None, ge=1)
     compile: bool = False
-    channels_last: bool = False
+    # NHWC weights for 2-D convolutions (oneDNN's fast layout on CPU, tensor cores on GPU). null (default): on
+    # for the cnn family; the model returns to the standard layout after training, for evaluation and export.
+    channels_last: bool | None = None
     threads: int | None = Field(None, ge=1)
     progress: bool = True
 

@@ -31,7 +31,7 @@ from palaestra.models.registry import build_model, resolve_family
 from palaestra.models.rnn import family_defaults
 from palaestra.runs import Run, RunIndex, read_state, set_state
 from palaestra.training import callbacks as cb
-from palaestra.training.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from palaestra.training.checkpoint import CheckpointWriter, has_checkpoint, load_checkpoint
 from palaestra.training.loop import evaluate, fit
 from palaestra.training.losses import build_loss
 from palaestra.training.optim import Schedule, build_optimizer
@@ -46,6 +46,15 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def use_channels_last(config: Config, spec) -> bool:
+    """``train.channels_last`` resolved: null means on for 2-D convolutional image models (measured on CPU)."""
+    if spec.kind != "image":
+        return False
+    if config.train.channels_last is not None:
+        return config.train.channels_last
+    return config.model.family == "cnn"
 
 
 def pick_device(name: str) -> torch.device:
@@ -112,7 +121,7 @@ class _InterruptCheck(cb.Callback):
     def on_batch_end(self, state: TrainState, loss: torch.Tensor) -> None:
         # After an epoch's last batch, wait for on_epoch_end: a checkpoint taken between the last batch and the
         # epoch's end would resume into one epoch too many.
-        if state.batcher.order.position < len(state.batcher):
+        if self.flag.signum is not None and state.batcher.order.position < len(state.batcher):
             self._check(state)
 
     def on_epoch_end(self, state: TrainState, logs: dict[str, float]) -> None:
@@ -174,7 +183,8 @@ def train(config: Config | dict | str | Path | None = None, *, source: pd.DataFr
     config = family_defaults(config)  # e.g. gradient clipping for recurrent models, unless set
     seed_everything(config.seed)  # the same weights whatever the data stage consumed
     model = build_model(data.spec, config.model).to(device)
-    if config.train.channels_last and data.spec.kind == "image":
+    channels_last = use_channels_last(config, data.spec)
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
     loss_fn = build_loss(config.loss, data.spec, data.train.target).to(device)
     optimizer = build_optimizer(model.parameters(), config.optimizer)
@@ -196,7 +206,8 @@ def train(config: Config | dict | str | Path | None = None, *, source: pd.DataFr
         if resume is not None and has_checkpoint(ckpt_dir):
             load_checkpoint(ckpt_dir, state)
         run_dir = ckpt_dir = None
-    save = (lambda s: (save_checkpoint(ckpt_dir, s), run_dir)[1]) if ckpt_dir else None
+    writer = CheckpointWriter(ckpt_dir) if ckpt_dir else None
+    save = (lambda s: (writer.save(s), run_dir)[1]) if writer else None
     if run_dir is not None:
         if resume is None:
             _claim_run_dir(run_dir)
@@ -208,7 +219,7 @@ def train(config: Config | dict | str | Path | None = None, *, source: pd.DataFr
     compiled = None
     if config.train.compile:
         compiled = torch.compile(model)
-    callbacks: list[cb.Callback] = [cb.LRSchedule(), cb.BestTracker(config.train.early_stopping.min_delta
+    callbacks: list[cb.Callback] = [cb.LRSchedule(schedule.per_batch), cb.BestTracker(config.train.early_stopping.min_delta
                                                                     if config.train.early_stopping else 0.0)]
     if config.train.early_stopping:
         callbacks.append(cb.EarlyStopping(config.train.early_stopping))
@@ -235,9 +246,13 @@ def train(config: Config | dict | str | Path | None = None, *, source: pd.DataFr
     if dist is not None:
         state.model = dist.wrap(state.model)  # DistributedDataParallel: gradients averaged across ranks
     try:
-        with _catch_signals(flag):
-            fit(state, config.train.epochs, loss_fn, val_b, metric_set(), cb.CallbackList(callbacks), device,
-                config.train.precision, config.train.grad_clip, scaler, step_fn=step_fn)
+        try:
+            with _catch_signals(flag):
+                fit(state, config.train.epochs, loss_fn, val_b, metric_set(), cb.CallbackList(callbacks), device,
+                    config.train.precision, config.train.grad_clip, scaler, step_fn=step_fn)
+        finally:
+            if writer is not None:
+                writer.close()  # the last checkpoint is on disk before the run is called interrupted or complete
     except TrainingInterrupted:
         if run_dir is not None:
             set_state(run_dir, "interrupted")
@@ -249,6 +264,8 @@ def train(config: Config | dict | str | Path | None = None, *, source: pd.DataFr
         raise
     finally:
         state.model = model
+        if channels_last:  # evaluation, the saved weights and export see the standard layout
+            model.to(memory_format=torch.contiguous_format)
     train_seconds = time.perf_counter() - started
     if config.train.restore_best and state.best_weights is not None and not state.diverged:
         model.load_state_dict(state.best_weights)

@@ -44,11 +44,17 @@ def plateau(**kw) -> dict:
 # No validation split: the monitor falls back to train_loss, which must count the batches before the stop.
 NO_VAL = {"source": "penguins", "split": {"train": 0.85, "val": 0.0, "test": 0.15, "stratify": True}}
 
+CNN = {**resume_config(epochs=3), "data": {"source": "digits"}, "model": {"channels": [8, 16], "dropout": 0.2}}
+CNN["train"] = {**CNN["train"], "batch_size": 128}
+
 CHAINS = {
     # name: (config, the steps at which SIGTERM arrives, one resume after each); 15 steps per epoch
     "onecycle-first-batch-last-batch-mid-epoch": (resume_config(ONECYCLE), [1, 15, 37]),
     "plateau-epoch-boundary-then-mid-epoch": (plateau(), [30, 44]),
     "plateau-train-loss-monitor-mid-epoch": ({**plateau(), "data": NO_VAL}, [37]),
+    # A CNN on digits (10 steps per epoch): channels_last weights (the default for CNNs) with fused AdamW, whose
+    # moments must come back from the checkpoint in their weights' layout.
+    "cnn-channels-last-mid-epoch": (CNN, [4, 15]),
     # Epoch checkpoints only: resumes from the epoch-5 boundary with early stopping's best value restored.
     "early-stopping-epoch-checkpoints": (resume_config(epochs=8, checkpoint_every_steps=None,
                                                        early_stopping={"patience": 1, "min_delta": 0.1}), [80]),
@@ -124,6 +130,9 @@ def test_the_cases_exercise_what_they_claim(baselines):
                 CHAINS["plateau-train-loss-monitor-mid-epoch"][0]):
         assert len({row["lr"] for row in history_without_time(baselines(cfg))}) > 1
     assert "val_loss" not in history_without_time(baselines(CHAINS["plateau-train-loss-monitor-mid-epoch"][0]))[0]
+    cnn = Run.load(baselines(CNN))
+    assert cnn.config.model.family == "cnn" and cnn.config.train.channels_last is None  # the default: on
+    assert cnn.config.optimizer.fused is None  # the default: fused
     metrics = Run.load(baselines(CHAINS["early-stopping-epoch-checkpoints"][0])).metrics
     assert metrics["stop_reason"].startswith("early stopping") and 80 / 15 < metrics["epochs"] < 8
 

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from palaestra.artifacts import _json_default
+from palaestra.artifacts import json_default
 from palaestra.config import Config, load_config
 from palaestra.data.preprocess import TablePreprocessor, preprocessor_from_dict
 from palaestra.data.sources import ArrayData, read_source
@@ -50,7 +50,7 @@ def frames(draw) -> tuple[pd.DataFrame, str]:
 
 
 def _through_json(obj):
-    return json.loads(json.dumps(obj, default=_json_default))
+    return json.loads(json.dumps(obj, default=json_default))
 
 
 @SETTINGS

@@ -38,16 +38,16 @@ def _data(n: int = 90, seed: int = 0):
     return x, y
 
 
-def _state(model, x, y, batch_size=16, seed=1, lr=1e-2, optimizer="adamw", monitor="train_loss"):
+def _state(model, x, y, batch_size=16, seed=1, lr=1e-2, optimizer="adamw", monitor="train_loss", fused=None):
     batcher = TensorBatcher((x, y), batch_size, shuffle=True, seed=seed)
-    opt = build_optimizer(model.parameters(), OptimizerConfig(name=optimizer, lr=lr, weight_decay=0.01))
+    opt = build_optimizer(model.parameters(), OptimizerConfig(name=optimizer, lr=lr, weight_decay=0.01, fused=fused))
     schedule = Schedule(ScheduleConfig(), opt, lr, 1, len(batcher))
     return TrainState(model, opt, schedule, batcher, monitor=monitor, mode=cb.monitor_mode(monitor))
 
 
-def _plain_loop(model, x, y, epochs, batch_size, shuffle_seed, lr, loss_fn=F.cross_entropy):
+def _plain_loop(model, x, y, epochs, batch_size, shuffle_seed, lr, loss_fn=F.cross_entropy, fused=None):
     """What a textbook writes: shuffle, slice, forward, loss, zero_grad, backward, step."""
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, fused=fused)
     g = torch.Generator().manual_seed(shuffle_seed)
     for _ in range(epochs):
         model.train()
@@ -68,7 +68,8 @@ def _assert_same_weights(a: nn.Module, b: nn.Module) -> None:
         assert torch.equal(sa[k], sb[k]), k
 
 
-def test_fit_matches_plain_pytorch_loop_exactly():
+@pytest.mark.parametrize("fused", [True, False])  # Palaestra's default kernel, and torch's default one
+def test_fit_matches_plain_pytorch_loop_exactly(fused):
     x, y = _data()
     cfg = ModelConfig(hidden=[8, 8], dropout=0.1)  # dropout: the global RNG must be consumed identically too
     torch.manual_seed(0)
@@ -78,10 +79,10 @@ def test_fit_matches_plain_pytorch_loop_exactly():
     _assert_same_weights(ours, ref)
 
     torch.manual_seed(123)
-    state = _state(ours, x, y, batch_size=16, seed=7, lr=1e-2)
+    state = _state(ours, x, y, batch_size=16, seed=7, lr=1e-2, fused=fused)
     fit(state, 4, nn.CrossEntropyLoss(), None, None, cb.CallbackList([]), CPU)
     torch.manual_seed(123)
-    _plain_loop(ref, x, y, epochs=4, batch_size=16, shuffle_seed=7, lr=1e-2)
+    _plain_loop(ref, x, y, epochs=4, batch_size=16, shuffle_seed=7, lr=1e-2, fused=fused)
 
     assert state.epoch == 4 and state.step == 4 * math.ceil(90 / 16)
     _assert_same_weights(ours, ref)
@@ -104,7 +105,7 @@ def test_pipeline_train_matches_plain_pytorch_loop_exactly():
 
     numeric, categorical = data.train.inputs
     assert categorical.shape[1] == 0
-    opt = torch.optim.AdamW(ref.parameters(), lr=0.01, weight_decay=0.01)
+    opt = torch.optim.AdamW(ref.parameters(), lr=0.01, weight_decay=0.01, fused=True)  # Palaestra's default kernel
     g = torch.Generator().manual_seed(cfg.seed + 1)
     for _ in range(3):
         ref.train()

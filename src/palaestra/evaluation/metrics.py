@@ -20,6 +20,11 @@ from torchmetrics import regression as R
 class MetricSet:
     """Accumulates model outputs batch by batch; ``compute()`` returns plain floats (and lists).
 
+    Streaming in chunks: outputs are gathered until ``chunk_rows`` rows (or ``compute``) and then passed to
+    every metric in one ``update``, so a validation pass of a few batches costs one update per metric, not one
+    per batch (each torchmetrics call has a fixed Python cost), while memory stays bounded. Inputs come from our
+    own preprocessing, so torchmetrics' per-call input validation is off (``validate_args=False``).
+
     >>> m = MetricSet("classification", n_classes=2)
     >>> m.update(torch.tensor([[2.0, 0.0], [0.0, 2.0]]), torch.tensor([0, 0]))
     >>> m.compute()["accuracy"]
@@ -27,19 +32,23 @@ class MetricSet:
     """
 
     def __init__(self, task: str, n_classes: int = 0, target_mean: float = 0.0, target_std: float = 1.0,
-                 classes: list[Any] | None = None, device: torch.device | str = "cpu"):
+                 classes: list[Any] | None = None, device: torch.device | str = "cpu", chunk_rows: int = 65_536):
         self.task, self.n_classes, self.classes = task, n_classes, classes
         self.target_mean, self.target_std = target_mean, target_std
+        self.chunk_rows = chunk_rows
+        self._outputs: list[torch.Tensor] = []
+        self._targets: list[torch.Tensor] = []
+        self._rows = 0
         if task == "classification":
-            k = n_classes
+            k, fast = n_classes, {"validate_args": False}
             self.metrics = MetricCollection({
-                "accuracy": C.MulticlassAccuracy(k, average="micro"),
-                "precision_macro": C.MulticlassPrecision(k, average="macro"),
-                "recall_macro": C.MulticlassRecall(k, average="macro"),
-                "f1_macro": C.MulticlassF1Score(k, average="macro"),
-                "f1_weighted": C.MulticlassF1Score(k, average="weighted"),
-                "roc_auc": C.MulticlassAUROC(k, average="macro"),
-                "confusion_matrix": C.MulticlassConfusionMatrix(k),
+                "accuracy": C.MulticlassAccuracy(k, average="micro", **fast),
+                "precision_macro": C.MulticlassPrecision(k, average="macro", **fast),
+                "recall_macro": C.MulticlassRecall(k, average="macro", **fast),
+                "f1_macro": C.MulticlassF1Score(k, average="macro", **fast),
+                "f1_weighted": C.MulticlassF1Score(k, average="weighted", **fast),
+                "roc_auc": C.MulticlassAUROC(k, average="macro", **fast),
+                "confusion_matrix": C.MulticlassConfusionMatrix(k, **fast),
             }, compute_groups=False)
         elif task == "language_model":
             # Mean next-token cross-entropy (nats) over every position; bits_per_char = loss / ln 2.
@@ -51,15 +60,29 @@ class MetricSet:
 
     def update(self, outputs: torch.Tensor, target: torch.Tensor) -> None:
         outputs = outputs.detach().float()
+        if self.task == "language_model":  # outputs (B, T, V) logits, target (B, T) ids: too large to gather
+            self.metrics["loss"].update(F.cross_entropy(outputs.flatten(0, 1), target.flatten(), reduction="none"))
+            return
+        self._outputs.append(outputs)
+        self._targets.append(target.detach())
+        self._rows += len(target)
+        if self._rows >= self.chunk_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._outputs:
+            return
+        outputs = self._outputs[0] if len(self._outputs) == 1 else torch.cat(self._outputs)
+        target = self._targets[0] if len(self._targets) == 1 else torch.cat(self._targets)
+        self._outputs, self._targets, self._rows = [], [], 0
         if self.task == "classification":
             self.metrics.update(outputs.softmax(dim=-1), target)
-        elif self.task == "language_model":  # outputs (B, T, V) logits, target (B, T) ids
-            self.metrics["loss"].update(F.cross_entropy(outputs.flatten(0, 1), target.flatten(), reduction="none"))
         else:
             scale = self.target_std
             self.metrics.update(outputs.squeeze(-1) * scale + self.target_mean, target.float() * scale + self.target_mean)
 
     def compute(self) -> dict[str, Any]:
+        self._flush()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. a class absent from a small validation split
             raw = self.metrics.compute()
@@ -78,6 +101,7 @@ class MetricSet:
         return out
 
     def reset(self) -> None:
+        self._outputs, self._targets, self._rows = [], [], 0
         self.metrics.reset()
 
 

@@ -60,20 +60,26 @@ def fit(state: TrainState, epochs: int, loss_fn: nn.Module, val_batches: Iterabl
     ``step_fn`` replaces the default forward/backward/step for one batch (e.g. a GAN's alternating step).
     """
     model, optimizer, batcher = state.model, state.optimizer, state.batcher
+    # The epoch's running loss is summed without a host sync: on an accelerator as a device tensor; on the CPU,
+    # where reading a scalar waits for nothing, as a Python float (cheaper than any tensor op per step).
+    on_cpu = device.type == "cpu"
+    amp = autocast(device, precision)
     callbacks.on_train_begin(state)
     while state.epoch < epochs and not state.should_stop:
         callbacks.on_epoch_begin(state)
         model.train()
         started = time.perf_counter()
-        loss_sum, seen = torch.zeros((), device=device), 0
+        running: float | torch.Tensor = 0.0 if on_cpu else torch.zeros((), device=device)
+        seen = 0
         if state.epoch_loss is not None:  # resumed mid-epoch: the batches done before the stop count too
-            loss_sum, seen = loss_sum + state.epoch_loss[0].to(device), state.epoch_loss[1]
+            done, seen = state.epoch_loss
+            running = float(done) if on_cpu else torch.as_tensor(done).to(device, torch.float32)
         for batch in batcher:
             if step_fn is not None:
                 loss = step_fn(state, batch)
             else:
                 *inputs, target = batch
-                with autocast(device, precision):
+                with amp:
                     loss = loss_fn(model(*inputs), target)
                 optimizer.zero_grad(set_to_none=True)
                 if scaler is not None:
@@ -89,13 +95,16 @@ def fit(state: TrainState, epochs: int, loss_fn: nn.Module, val_batches: Iterabl
                         nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
                     optimizer.step()
             state.step += 1
-            # Accumulate on the device: no host sync per step. A NaN anywhere makes the sum NaN.
-            # One fused op (sum += n * loss), not a multiply then an add: one kernel less per step.
-            loss_sum.add_(loss.detach(), alpha=len(batch[-1]))
-            seen += len(batch[-1])
-            state.epoch_loss = (loss_sum, seen)  # so a mid-epoch checkpoint holds the epoch's running loss
+            n = batch[-1].shape[0]
+            if on_cpu:
+                running += loss.item() * n  # a NaN anywhere makes the sum NaN
+            else:
+                running.add_(loss.detach(), alpha=n)  # one fused op (sum += n * loss), no sync
+            seen += n
+            state.epoch_loss = (running, seen)  # so a mid-epoch checkpoint holds the epoch's running loss
             callbacks.on_batch_end(state, loss)
         state.epoch_loss = None
+        loss_sum = torch.tensor(running, dtype=torch.float64) if on_cpu else running
         loss_sum, seen = reduce_sum(loss_sum, seen, model)  # data-parallel: the mean over every rank's samples
         logs: dict[str, float] = {"epoch": state.epoch + 1, "train_loss": float(loss_sum / max(seen, 1))}
         norms = grad_norms(model)

@@ -20,10 +20,9 @@ def build_optimizer(params: Iterable[nn.Parameter], cfg: OptimizerConfig) -> tor
     """
     params = [p for p in params if p.requires_grad]
     wd = cfg.weight_decay
-    # `fused` only when asked: None leaves torch's own default (bit-identical to a plain loop's optimizer).
-    fused = {"fused": True} if cfg.fused else {}
-    if fused and cfg.name == "rmsprop":
+    if cfg.fused and cfg.name == "rmsprop":
         raise ConfigError("optimizer.fused is available for sgd, adam and adamw, not rmsprop")
+    fused = {"fused": True} if use_fused(cfg, params) else {}
     if cfg.name == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
                                weight_decay=wd, **fused)
@@ -32,6 +31,24 @@ def build_optimizer(params: Iterable[nn.Parameter], cfg: OptimizerConfig) -> tor
     if cfg.name == "adamw":
         return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=wd, **fused)
     return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=wd)
+
+
+FUSED = ("sgd", "adam", "adamw")
+_FUSED_DEVICES = ("cpu", "cuda")
+
+
+def use_fused(cfg: OptimizerConfig, params: list[nn.Parameter]) -> bool:
+    """``optimizer.fused`` resolved: null means fused wherever torch has the kernel (measured: BENCHMARKS.md).
+
+    >>> use_fused(OptimizerConfig(name="adamw"), [nn.Parameter(torch.zeros(2))])
+    True
+    >>> use_fused(OptimizerConfig(name="rmsprop"), [nn.Parameter(torch.zeros(2))])
+    False
+    """
+    if cfg.fused is not None:
+        return cfg.fused
+    return (cfg.name in FUSED and bool(params)
+            and all(p.device.type in _FUSED_DEVICES and p.is_floating_point() and not p.is_sparse for p in params))
 
 
 class Schedule:

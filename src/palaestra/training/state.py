@@ -67,7 +67,8 @@ class TrainState:
     grad_history: list[dict[str, float]] = field(default_factory=list)  # per-parameter norms, one per epoch
     # The current epoch's running (loss sum, samples) while it is under way, so a mid-epoch resume logs the
     # same train_loss (and so takes the same early-stopping and plateau decisions) as an uninterrupted run.
-    epoch_loss: tuple[torch.Tensor, int] | None = None
+    # A float on the CPU, a device tensor elsewhere (see ``fit``).
+    epoch_loss: tuple[torch.Tensor | float, int] | None = None
 
     @property
     def should_stop(self) -> bool:
@@ -108,7 +109,8 @@ class TrainState:
         batcher = self.batcher.state_dict()
         tensors["batcher.epoch_start_state"] = batcher["epoch_start_state"]
         if self.epoch_loss is not None:
-            tensors["epoch.loss_sum"] = self.epoch_loss[0]
+            done = self.epoch_loss[0]
+            tensors["epoch.loss_sum"] = done if torch.is_tensor(done) else torch.tensor(done, dtype=torch.float64)
         meta = {
             "epoch": self.epoch, "step": self.step, "history": self.history, "best": self.best,
             "best_epoch": self.best_epoch, "wait": self.wait, "monitor": self.monitor, "mode": self.mode,
@@ -117,7 +119,8 @@ class TrainState:
             "epoch_seen": self.epoch_loss[1] if self.epoch_loss is not None else None,
             "optimizer": opt_meta, "schedule": self.schedule.state_dict(), "rng": rng_meta,
         }
-        return {k: v.detach().cpu().contiguous() for k, v in tensors.items()}, meta
+        # Copies, not views: the caller may serialise them while training goes on changing the originals.
+        return {k: v.detach().to("cpu", memory_format=torch.contiguous_format, copy=True) for k, v in tensors.items()}, meta
 
     def load_state_dict(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
         self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
@@ -129,6 +132,12 @@ class TrainState:
             state[int(pid)] = {name: tensors[f"optim.{pid}.{name}"] if value == "tensor" else value
                                for name, value in entry.items()}
         self.optimizer.load_state_dict({"state": state, "param_groups": opt_meta["param_groups"]})
+        # Checkpoints hold contiguous tensors; moments must share their parameter's layout (channels_last
+        # weights), as when the optimizer creates them, since fused kernels walk them in memory order.
+        for param, pstate in self.optimizer.state.items():
+            for name, value in pstate.items():
+                if torch.is_tensor(value) and value.shape == param.shape and value.stride() != param.stride():
+                    pstate[name] = torch.empty_like(param, dtype=value.dtype).copy_(value)
         self.schedule.load_state_dict(meta["schedule"])
         restore_rng(tensors, meta["rng"])
         self.batcher.load_state_dict({"epoch_start_state": tensors["batcher.epoch_start_state"],
