@@ -30,9 +30,9 @@ def run_sections(quick: bool, repeats: int | None, threads: int, only: list[str]
 
     out: dict[str, Any] = {"machine": c.machine(), "quick": quick, "threads": threads}
     plan = {
-        "loop_overhead": lambda: loop_overhead.run(quick, repeats or (2 if quick else 5), threads),
+        "loop_overhead": lambda: loop_overhead.run(quick, repeats or (2 if quick else 11), threads),
         "data_path": lambda: data_path.run(quick, repeats or (2 if quick else 5), threads),
-        "fast_paths": lambda: fast_paths.run(quick, repeats or (1 if quick else 3), threads),
+        "fast_paths": lambda: fast_paths.run(quick, repeats or (1 if quick else 5), threads),
         "time_to_accuracy": lambda: time_to_accuracy.run(quick, threads),
         "inference": lambda: inference.run(quick, repeats or (2 if quick else 5), threads),
     }

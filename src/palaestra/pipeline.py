@@ -31,7 +31,7 @@ from palaestra.models.registry import build_model, resolve_family
 from palaestra.models.rnn import family_defaults
 from palaestra.runs import Run, RunIndex, read_state, set_state
 from palaestra.training import callbacks as cb
-from palaestra.training.checkpoint import CheckpointWriter, has_checkpoint, load_checkpoint
+from palaestra.training.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from palaestra.training.loop import evaluate, fit
 from palaestra.training.losses import build_loss
 from palaestra.training.optim import Schedule, build_optimizer
@@ -206,8 +206,7 @@ def train(config: Config | dict | str | Path | None = None, *, source: pd.DataFr
         if resume is not None and has_checkpoint(ckpt_dir):
             load_checkpoint(ckpt_dir, state)
         run_dir = ckpt_dir = None
-    writer = CheckpointWriter(ckpt_dir) if ckpt_dir else None
-    save = (lambda s: (writer.save(s), run_dir)[1]) if writer else None
+    save = (lambda s: (save_checkpoint(ckpt_dir, s), run_dir)[1]) if ckpt_dir else None
     if run_dir is not None:
         if resume is None:
             _claim_run_dir(run_dir)
@@ -246,13 +245,9 @@ def train(config: Config | dict | str | Path | None = None, *, source: pd.DataFr
     if dist is not None:
         state.model = dist.wrap(state.model)  # DistributedDataParallel: gradients averaged across ranks
     try:
-        try:
-            with _catch_signals(flag):
-                fit(state, config.train.epochs, loss_fn, val_b, metric_set(), cb.CallbackList(callbacks), device,
-                    config.train.precision, config.train.grad_clip, scaler, step_fn=step_fn)
-        finally:
-            if writer is not None:
-                writer.close()  # the last checkpoint is on disk before the run is called interrupted or complete
+        with _catch_signals(flag):
+            fit(state, config.train.epochs, loss_fn, val_b, metric_set(), cb.CallbackList(callbacks), device,
+                config.train.precision, config.train.grad_clip, scaler, step_fn=step_fn)
     except TrainingInterrupted:
         if run_dir is not None:
             set_state(run_dir, "interrupted")

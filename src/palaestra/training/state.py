@@ -119,8 +119,7 @@ class TrainState:
             "epoch_seen": self.epoch_loss[1] if self.epoch_loss is not None else None,
             "optimizer": opt_meta, "schedule": self.schedule.state_dict(), "rng": rng_meta,
         }
-        # Copies, not views: the caller may serialise them while training goes on changing the originals.
-        return {k: v.detach().to("cpu", memory_format=torch.contiguous_format, copy=True) for k, v in tensors.items()}, meta
+        return {k: v.detach().cpu().contiguous() for k, v in tensors.items()}, meta
 
     def load_state_dict(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
         self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
