@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
+from torch.profiler import record_function
 
 from palaestra.distributed import reduce_sum
 from palaestra.evaluation.metrics import MetricSet, scalar_metrics
@@ -74,35 +75,36 @@ def fit(state: TrainState, epochs: int, loss_fn: nn.Module, val_batches: Iterabl
         if state.epoch_loss is not None:  # resumed mid-epoch: the batches done before the stop count too
             done, seen = state.epoch_loss
             running = float(done) if on_cpu else torch.as_tensor(done).to(device, torch.float32)
-        for batch in batcher:
-            if step_fn is not None:
-                loss = step_fn(state, batch)
-            else:
-                *inputs, target = batch
-                with amp:
-                    loss = loss_fn(model(*inputs), target)
-                optimizer.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    if grad_clip:
-                        scaler.unscale_(optimizer)
-                        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-                    scaler.step(optimizer)
-                    scaler.update()
+        with record_function("palaestra.train_batches"):  # labelled for torch.profiler, once per epoch
+            for batch in batcher:
+                if step_fn is not None:
+                    loss = step_fn(state, batch)
                 else:
-                    loss.backward()
-                    if grad_clip:
-                        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-                    optimizer.step()
-            state.step += 1
-            n = batch[-1].shape[0]
-            if on_cpu:
-                running += loss.item() * n  # a NaN anywhere makes the sum NaN
-            else:
-                running.add_(loss.detach(), alpha=n)  # one fused op (sum += n * loss), no sync
-            seen += n
-            state.epoch_loss = (running, seen)  # so a mid-epoch checkpoint holds the epoch's running loss
-            callbacks.on_batch_end(state, loss)
+                    *inputs, target = batch
+                    with amp:
+                        loss = loss_fn(model(*inputs), target)
+                    optimizer.zero_grad(set_to_none=True)
+                    if scaler is not None:
+                        scaler.scale(loss).backward()
+                        if grad_clip:
+                            scaler.unscale_(optimizer)
+                            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+                        scaler.step(optimizer)
+                        scaler.update()
+                    else:
+                        loss.backward()
+                        if grad_clip:
+                            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+                        optimizer.step()
+                state.step += 1
+                n = batch[-1].shape[0]
+                if on_cpu:
+                    running += loss.item() * n  # a NaN anywhere makes the sum NaN
+                else:
+                    running.add_(loss.detach(), alpha=n)  # one fused op (sum += n * loss), no sync
+                seen += n
+                state.epoch_loss = (running, seen)  # so a mid-epoch checkpoint holds the epoch's running loss
+                callbacks.on_batch_end(state, loss)
         state.epoch_loss = None
         loss_sum = torch.tensor(running, dtype=torch.float64) if on_cpu else running
         loss_sum, seen = reduce_sum(loss_sum, seen, model)  # data-parallel: the mean over every rank's samples
@@ -110,7 +112,8 @@ def fit(state: TrainState, epochs: int, loss_fn: nn.Module, val_batches: Iterabl
         norms = grad_norms(model)
         logs["grad_norm"] = math.sqrt(sum(v * v for v in norms.values())) if norms else 0.0
         if val_batches is not None:
-            val = evaluate(model, val_batches, loss_fn, val_metrics, device, precision)
+            with record_function("palaestra.validate"):
+                val = evaluate(model, val_batches, loss_fn, val_metrics, device, precision)
             logs["val_loss"] = val.pop("loss")
             logs.update({f"val_{k}": v for k, v in scalar_metrics(val).items()})
         logs["lr"] = optimizer.param_groups[0]["lr"]
