@@ -14,7 +14,6 @@ import torch
 
 from benchmarks import common as c
 
-
 EAGER = "eager (torch defaults: for-loop AdamW, NCHW)"
 
 

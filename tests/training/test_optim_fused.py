@@ -52,8 +52,8 @@ def test_rmsprop_has_no_fused_kernel():
 def test_resumed_moments_take_the_channels_last_layout_of_their_weights(tmp_path):
     """Checkpoints store contiguous tensors; a fused step over channels_last weights with contiguous moments
     would pair the wrong elements (measured: 0.16 off after one step), so loading restores the layout."""
-    from palaestra.data.batching import TensorBatcher
     from palaestra.config import ScheduleConfig
+    from palaestra.data.batching import TensorBatcher
     from palaestra.training.checkpoint import load_checkpoint, save_checkpoint
     from palaestra.training.optim import Schedule
     from palaestra.training.state import TrainState

@@ -15,7 +15,14 @@ import json
 import shutil
 from pathlib import Path
 
-from palaestra.artifacts import atomic_write, json_default, read_json, tensors_from_bytes, tensors_to_bytes, write_json
+from palaestra.artifacts import (
+    atomic_write,
+    json_default,
+    read_json,
+    tensors_from_bytes,
+    tensors_to_bytes,
+    write_json,
+)
 from palaestra.errors import ArtifactError
 from palaestra.training.state import TrainState
 
