@@ -111,6 +111,8 @@ def tensors_from_bytes(data: bytes, source: str | Path) -> tuple[dict[str, torch
     """Tensors and the string metadata of a safetensors blob already in memory (e.g. after a checksum)."""
     try:
         tensors = st_load(data)
+        # The format: an 8-byte little-endian header length, then the JSON header holding "__metadata__".
+        # (safetensors' own ``safe_open`` reads metadata only from a file; these bytes are already checked.)
         header = json.loads(data[8:8 + int.from_bytes(data[:8], "little")])
     except (SafetensorError, ValueError, OSError) as exc:
         raise ArtifactError(f"{source} is not a valid safetensors file ({str(exc).splitlines()[0][:120]})") from None
