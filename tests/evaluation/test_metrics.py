@@ -64,12 +64,22 @@ def test_binary_metrics_match_sklearn():
     assert got["confusion_matrix"] == skm.confusion_matrix(y, pred).tolist()
 
 
-def test_streaming_equals_one_batch():
+@pytest.mark.parametrize("chunk_elements", [1, 100, 1 << 22])  # a torchmetrics update per batch, per few, once
+def test_streaming_equals_one_batch(chunk_elements):
     logits, target = _classification_data(4, n=200, seed=3)
-    streamed = _stream(MetricSet("classification", 4), logits, target)
+    streamed = _stream(MetricSet("classification", 4, chunk_elements=chunk_elements), logits, target)
     whole = MetricSet("classification", 4)
     whole.update(logits, target)
     assert streamed == whole.compute()
+
+
+@pytest.mark.parametrize("chunk_elements", [1, 100, 1 << 22])
+def test_regression_streaming_in_chunks_matches_sklearn(chunk_elements):
+    g = torch.Generator().manual_seed(11)
+    target = torch.randn(300, generator=g)
+    outputs = (target + 0.5 * torch.randn(300, generator=g)).unsqueeze(1)
+    got = _stream(MetricSet("regression", chunk_elements=chunk_elements), outputs, target)
+    assert got["r2"] == pytest.approx(skm.r2_score(target.double().numpy(), outputs[:, 0].double().numpy()), abs=TOL)
 
 
 def test_reset_forgets_earlier_batches():

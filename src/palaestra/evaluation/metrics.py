@@ -20,8 +20,8 @@ from torchmetrics import regression as R
 class MetricSet:
     """Accumulates model outputs batch by batch; ``compute()`` returns plain floats (and lists).
 
-    Streaming in chunks: outputs are gathered until ``chunk_rows`` rows (or ``compute``) and then passed to
-    every metric in one ``update``, so a validation pass of a few batches costs one update per metric, not one
+    Streaming in chunks: outputs are gathered until they hold ``chunk_elements`` values (16 MB of float32 by
+    default) or ``compute`` is called, and then passed to every metric in one ``update``, so a validation pass of a few batches costs one update per metric, not one
     per batch (each torchmetrics call has a fixed Python cost), while memory stays bounded. Inputs come from our
     own preprocessing, so torchmetrics' per-call input validation is off (``validate_args=False``).
 
@@ -32,13 +32,14 @@ class MetricSet:
     """
 
     def __init__(self, task: str, n_classes: int = 0, target_mean: float = 0.0, target_std: float = 1.0,
-                 classes: list[Any] | None = None, device: torch.device | str = "cpu", chunk_rows: int = 65_536):
+                 classes: list[Any] | None = None, device: torch.device | str = "cpu",
+                 chunk_elements: int = 1 << 22):
         self.task, self.n_classes, self.classes = task, n_classes, classes
         self.target_mean, self.target_std = target_mean, target_std
-        self.chunk_rows = chunk_rows
+        self.chunk_elements = chunk_elements
         self._outputs: list[torch.Tensor] = []
         self._targets: list[torch.Tensor] = []
-        self._rows = 0
+        self._elements = 0
         if task == "classification":
             k, fast = n_classes, {"validate_args": False}
             self.metrics = MetricCollection({
@@ -65,8 +66,8 @@ class MetricSet:
             return
         self._outputs.append(outputs)
         self._targets.append(target.detach())
-        self._rows += len(target)
-        if self._rows >= self.chunk_rows:
+        self._elements += outputs.numel()
+        if self._elements >= self.chunk_elements:
             self._flush()
 
     def _flush(self) -> None:
@@ -74,7 +75,7 @@ class MetricSet:
             return
         outputs = self._outputs[0] if len(self._outputs) == 1 else torch.cat(self._outputs)
         target = self._targets[0] if len(self._targets) == 1 else torch.cat(self._targets)
-        self._outputs, self._targets, self._rows = [], [], 0
+        self._outputs, self._targets, self._elements = [], [], 0
         if self.task == "classification":
             self.metrics.update(outputs.softmax(dim=-1), target)
         else:
@@ -101,7 +102,7 @@ class MetricSet:
         return out
 
     def reset(self) -> None:
-        self._outputs, self._targets, self._rows = [], [], 0
+        self._outputs, self._targets, self._elements = [], [], 0
         self.metrics.reset()
 
 
