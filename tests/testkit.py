@@ -25,3 +25,21 @@ def cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: f
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {}), "COLUMNS": "200", "NO_COLOR": "1"}
     return subprocess.run([sys.executable, "-m", "palaestra", *args], capture_output=True, text=True,
                           cwd=cwd, env=full_env, timeout=timeout)
+
+
+def assert_one_step_lowers_loss(model, spec, inputs, target) -> None:
+    """One Adam step on a batch lowers the default loss on that batch (gradients reach the weights)."""
+    import torch
+
+    from palaestra.config import LossConfig
+    from palaestra.training.losses import build_loss
+
+    loss_fn = build_loss(LossConfig(), spec, target)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    before = loss_fn(model(*inputs), target)
+    optimizer.zero_grad()
+    before.backward()
+    optimizer.step()
+    with torch.no_grad():
+        after = loss_fn(model(*inputs), target)
+    assert after < before, f"one step did not lower the loss ({before.item():.4f} -> {after.item():.4f})"

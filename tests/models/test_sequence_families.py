@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from testkit import assert_one_step_lowers_loss
 
 import palaestra.models  # noqa: F401  (registers every built-in family)
 from palaestra.artifacts import read_tensors, write_tensors
-from palaestra.config import LossConfig, ModelConfig
+from palaestra.config import ModelConfig
 from palaestra.data.spec import FeatureSpec
 from palaestra.errors import ConfigError
 from palaestra.models.registry import build_model
-from palaestra.training.losses import build_loss
 
 B, T, V = 6, 12, 9
 SMALL = {"hidden": [8], "channels": [4, 8], "dropout": 0.0, "hidden_size": 8, "layers": 2, "embedding_dim": 4,
@@ -61,15 +61,7 @@ def test_sequence_variant_contract(family, make, extra, tmp_path):
     expected = (B, T, V) if spec.task == "language_model" else (B, spec.n_outputs)
     assert out.shape == expected and torch.isfinite(out).all()
 
-    loss_fn = build_loss(LossConfig(), spec, target)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    before = loss_fn(model(*inputs), target)
-    opt.zero_grad()
-    before.backward()
-    opt.step()
-    with torch.no_grad():
-        after = loss_fn(model(*inputs), target)
-    assert after < before
+    assert_one_step_lowers_loss(model, spec, inputs, target)
 
     model.eval()
     write_tensors(tmp_path / "m.safetensors", model.state_dict())

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from palaestra.data.preprocess import PREPROCESSORS, KeywordState, _jsonable
+from palaestra.data.preprocess import PREPROCESSORS, KeywordState, _jsonable, label_codes
 from palaestra.data.sources import ArrayData
 from palaestra.data.spec import FeatureSpec
 from palaestra.errors import DataError
@@ -95,8 +95,7 @@ class ArrayPreprocessor(KeywordState):
 
     def encode_target(self, y: np.ndarray) -> np.ndarray:
         if self.task == "classification":
-            lookup = {str(c): i for i, c in enumerate(self.classes or [])}
-            codes = np.array([lookup.get(str(_jsonable(v)), -1) for v in np.asarray(y)], dtype=np.int64)
+            codes = label_codes(y, self.classes)
             if (codes < 0).any():
                 raise DataError("labels 'y' include classes not seen in training")
             return codes

@@ -28,6 +28,12 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
+def label_codes(y: Any, classes: list[Any] | None) -> np.ndarray:
+    """Class labels -> their index in ``classes`` (matched by text, so 1 and "1" agree); -1 where unseen."""
+    lookup = {str(c): i for i, c in enumerate(classes or [])}
+    return np.array([lookup.get(str(_jsonable(v)), -1) for v in np.asarray(y, dtype=object)], dtype=np.int64)
+
+
 def _as_text(series: pd.Series) -> pd.Series:
     return series.astype("string").str.strip()
 
@@ -274,8 +280,7 @@ class TablePreprocessor:
     def encode_target(self, y: pd.Series | np.ndarray) -> np.ndarray:
         y = pd.Series(np.asarray(y) if not isinstance(y, pd.Series) else y)
         if self.task == "classification":
-            lookup = {str(c): i for i, c in enumerate(self.classes or [])}
-            codes = np.array([lookup.get(str(_jsonable(v)), -1) for v in y], dtype=np.int64)
+            codes = label_codes(y, self.classes)
             if (codes < 0).any():
                 unknown = sorted({str(v) for v, c in zip(y, codes, strict=True) if c < 0})[:5]
                 raise DataError(f"target '{self.target}' has labels not seen in training: {', '.join(unknown)}")

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from palaestra.config import Config, DataConfig
-from palaestra.data.preprocess import PREPROCESSORS, KeywordState, _jsonable, infer_task
+from palaestra.data.preprocess import PREPROCESSORS, KeywordState, _jsonable, infer_task, label_codes
 from palaestra.data.sources import ArrayData, BuiltIn, register_builtin
 from palaestra.data.spec import FeatureSpec
 from palaestra.data.splits import split_indices
@@ -115,8 +115,7 @@ class SequencePreprocessor(KeywordState):
 
     def encode_target(self, y: np.ndarray) -> np.ndarray:
         if self.task == "classification":
-            lookup = {str(c): i for i, c in enumerate(self.classes or [])}
-            codes = np.array([lookup.get(str(_jsonable(v)), -1) for v in np.asarray(y)], dtype=np.int64)
+            codes = label_codes(y, self.classes)
             if (codes < 0).any():
                 raise DataError("labels 'y' include classes not seen in training")
             return codes

@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from palaestra.config import DataConfig
-from palaestra.data.preprocess import PREPROCESSORS, KeywordState, _is_na_token, _jsonable
+from palaestra.data.preprocess import PREPROCESSORS, KeywordState, _is_na_token, _jsonable, label_codes
 from palaestra.data.spec import FeatureSpec
 from palaestra.errors import DataError
 
@@ -200,8 +200,7 @@ class WordPreprocessor(KeywordState):
         return ids, lengths
 
     def encode_target(self, y: Any) -> np.ndarray:
-        lookup = {str(c): i for i, c in enumerate(self.classes)}
-        codes = np.array([lookup.get(str(_jsonable(v)), -1) for v in np.asarray(y)], dtype=np.int64)
+        codes = label_codes(y, self.classes)
         if (codes < 0).any():
             raise DataError(f"target '{self.target}' has labels not seen in training")
         return codes

@@ -2,8 +2,8 @@
 JSON half of the state in its metadata) and a ``latest.json`` pointer holding its sha256, written last, so a
 crash mid-save leaves the previous checkpoint.
 
-A checkpoint is taken after every epoch, so its cost is part of every run (BENCHMARKS.md measures it: about
-2 ms to serialise a small CNN's state and 3-4 ms of fsync'd writes on this machine's disk). Writing from a
+A checkpoint is taken after every epoch, so its cost is part of every run (BENCHMARKS.md, "Where the rest
+goes": a few milliseconds per save on the benchmark machine, mostly serialisation and fsync). Writing from a
 background thread, as Lightning's ``AsyncCheckpointIO`` does, was measured too and gained nothing here (the
 thread's Python competes with training for the interpreter), so saves are synchronous.
 """
