@@ -62,7 +62,7 @@ def raw_source(source: str):
     """
     import numpy as np
 
-    from palaestra.data import sequence
+    from palaestra.data.raw import SequenceArrays
     from palaestra.data.sources import read_source
 
     if source != "mnist1d":
@@ -70,7 +70,7 @@ def raw_source(source: str):
     path = CACHE / "mnist1d.npz"
     if path.is_file():
         with np.load(path, allow_pickle=False) as f:
-            return sequence.SequenceArrays(x=f["x"], y=f["y"], name="mnist1d", test_size=int(f["test_size"]))
+            return SequenceArrays(x=f["x"], y=f["y"], name="mnist1d", test_size=int(f["test_size"]))
     raw = read_source(source)
     CACHE.mkdir(exist_ok=True)
     np.savez(path, x=raw.x, y=raw.y, test_size=np.asarray(raw.test_size))
@@ -136,16 +136,12 @@ class Prepared:
 def prepare(config: dict[str, Any], raw: Any = None) -> Prepared:
     """The tensors and resolved config that ``pipeline.train`` itself would train on (outside any timing)."""
     from palaestra.config import load_config
-    from palaestra.data.prepare import prepare_data
-    from palaestra.data.sequence import resolve_layout
-    from palaestra.models.registry import resolve_family
-    from palaestra.models.rnn import family_defaults
+    from palaestra.data.prepare import prepare_data, resolve_layout
+    from palaestra.pipeline import resolve_config
 
     cfg = load_config(config)
     data = prepare_data(resolve_layout(cfg), cfg.seed, source=raw, embedding_dim=cfg.model.embedding_dim)
-    family = resolve_family(data.spec, cfg.model)
-    cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"family": family})})
-    return Prepared(family_defaults(cfg), data)
+    return Prepared(resolve_config(cfg, data.spec), data)
 
 
 def fresh_model(p: Prepared) -> nn.Module:

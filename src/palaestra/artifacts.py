@@ -152,3 +152,12 @@ def verify_manifest(directory: str | Path, names: list[str] | None = None) -> di
         if sha256(path) != entry.get("sha256"):
             raise ArtifactError(f"{path} has been altered: its sha256 does not match {MANIFEST}")
     return manifest
+
+
+def read_weights(run_dir: str | Path) -> dict[str, torch.Tensor]:
+    """The weights of a finished run directory, verified against its manifest."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ArtifactError(f"run directory {run_dir} does not exist")
+    verify_manifest(run_dir, ["model.safetensors"])
+    return read_tensors(run_dir / "model.safetensors")

@@ -243,7 +243,7 @@ def _runs_args(p: argparse.ArgumentParser) -> None:
 def cmd_datasets(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from palaestra.data.sources import BUILTINS
+    from palaestra.data.datasets import BUILTINS
 
     table = Table(title="built-in datasets")
     for col in ("name", "task", "target", "description"):

@@ -24,7 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from palaestra.errors import ConfigError
 
-Task = Literal["auto", "classification", "regression", "forecast", "language_model", "generation"]
+Task = Literal["auto", "classification", "regression", "multi_target", "forecast", "language_model", "generation"]
+# A column's type in data.features: the input feature types, plus what a target may be declared as.
+FeatureType = Literal["numeric", "binary", "category", "text", "datetime", "image", "vector", "sequence", "number"]
 
 
 class _Section(BaseModel):
@@ -45,12 +47,21 @@ class SplitConfig(_Section):
         return self
 
 
+class FeatureConfig(_Section):
+    """How to read one column: its type, overriding what inference would say."""
+
+    type: FeatureType
+
+
 class DataConfig(_Section):
     source: str = "penguins"
-    target: str | None = None
+    target: str | list[str] | None = None  # one column, or a list for several targets trained together
     task: Task = "auto"
     split: SplitConfig = SplitConfig()
     drop: list[str] = []
+    # Per-column overrides: {column: {type: numeric | binary | category | text | datetime}}; for the .npz array
+    # `x`: image | vector | sequence; for a target: category | number.
+    features: dict[str, FeatureConfig] = {}
     # Categorical columns with more distinct values than this get a learned embedding instead of one-hot.
     embedding_threshold: int = Field(16, ge=2)
     # `memory` slices tensors by index (fast); `loader` goes through torch's DataLoader.
@@ -62,8 +73,30 @@ class DataConfig(_Section):
     horizon: int = Field(1, ge=1)  # forecast: predict the value this many steps after the window
     time_column: str | None = None  # forecast: sort rows by this column (None: a date-like column, else row order)
     max_length: int = Field(128, ge=2)  # text: tokens per text (classification) or context length (language model)
-    text_column: str | None = None  # text classification: the column holding the text (None: inferred)
-    max_vocab: int = Field(20000, ge=2)  # text classification: most frequent training words kept
+    text_column: str | None = None  # shorthand for features: {COLUMN: {type: text}}
+    max_vocab: int = Field(20000, ge=2)  # text features: most frequent training words kept
+
+    @field_validator("features", mode="before")
+    @classmethod
+    def _type_shorthand(cls, v: Any) -> Any:
+        # `features: {notes: text}` is shorthand for `features: {notes: {type: text}}`.
+        if isinstance(v, dict):
+            return {k: {"type": t} if isinstance(t, str) else t for k, t in v.items()}
+        return v
+
+    @field_validator("target")
+    @classmethod
+    def _targets(cls, v: Any) -> Any:
+        if isinstance(v, list):
+            if not v:
+                raise ValueError("give at least one target column")
+            if len(v) == 1:
+                return v[0]
+        return v
+
+    @property
+    def targets(self) -> list[str]:
+        return [] if self.target is None else [self.target] if isinstance(self.target, str) else list(self.target)
 
 
 class PretrainedInit(_Section):
@@ -87,6 +120,10 @@ class ModelConfig(_Section):
     kernel_size: int = Field(3, ge=1)
     batch_norm: bool = True
     embedding_dim: int | None = Field(None, ge=1)  # None: min(16, (cardinality + 1) // 2)
+    # Tables: how the input features are merged (concat -> MLP, or a transformer over one token per feature)
+    # and how text columns are read (auto: the family when it is a sequence family, else bag).
+    combiner: Literal["concat", "transformer"] = "concat"
+    text_encoder: Literal["auto", "bag", "gru", "lstm", "rnn", "transformer"] = "auto"
     # Recurrent and attention families (rnn, lstm, gru, transformer) and the GAN.
     layers: int = Field(2, ge=1)  # stacked recurrent layers / transformer blocks
     hidden_size: int = Field(128, ge=1)  # recurrent state width
@@ -109,6 +146,7 @@ class LossConfig(_Section):
     class_weights: Literal["balanced"] | list[float] | None = None
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     huber_delta: float = Field(1.0, gt=0)
+    weights: dict[str, float] = {}  # several targets: each target's weight in the summed loss (default 1)
 
 
 class OptimizerConfig(_Section):
@@ -199,6 +237,11 @@ class Config(_Section):
     def to_dict(self) -> dict[str, Any]:
         """The resolved config as plain data (every default filled in), as saved in ``config.yaml``."""
         return self.model_dump(mode="json", by_alias=True)
+
+    def explicit(self) -> dict[str, Any]:
+        """Only what was set (by the user, or resolved by a run): ``load_config`` of it keeps defaults as
+        defaults, so a family's defaults still apply to the fields the user left alone."""
+        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
@@ -311,7 +354,7 @@ def load_config(
     ``overrides`` is a list of ``"a.b=value"`` strings (as from ``--set``) or a mapping of dotted keys.
     """
     if isinstance(source, Config):
-        tree = source.to_dict()
+        tree = source.explicit()
     elif isinstance(source, dict):
         tree = copy.deepcopy(source)
     elif source is None:

@@ -98,9 +98,10 @@ class _PalaestraEstimator(BaseEstimator):
         self.run_ = train(self._config(), source=frame, quiet=True)
         return self.run_
 
-    def _outputs(self, X: Any) -> np.ndarray:
+    def _decoded(self, X: Any):
+        """The run's own decoding of its outputs (the path ``Run.predict`` and the server take)."""
         check_is_fitted(self, "run_")
-        return self.run_.outputs(self._frame(X))
+        return self.run_.decode(self._frame(X))[0]
 
 
 class PalaestraClassifier(ClassifierMixin, _PalaestraEstimator):
@@ -120,10 +121,7 @@ class PalaestraClassifier(ClassifierMixin, _PalaestraEstimator):
         return self
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        logits = self._outputs(X)
-        z = logits - logits.max(axis=1, keepdims=True)
-        p = np.exp(z)
-        p /= p.sum(axis=1, keepdims=True)
+        p = self._decoded(X).probabilities
         out = np.zeros((len(p), len(self.classes_)), dtype=p.dtype)
         known = self._columns >= 0
         out[:, known] = p[:, self._columns[known]]
@@ -144,5 +142,4 @@ class PalaestraRegressor(RegressorMixin, _PalaestraEstimator):
         return self
 
     def predict(self, X: Any) -> np.ndarray:
-        out = self._outputs(X)[:, 0].astype(np.float64)
-        return self.run_.preprocessor.decode_target(out)
+        return np.asarray(self._decoded(X).predictions, dtype=np.float64)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
 import platform
 import random
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
@@ -17,24 +18,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 
 from palaestra.artifacts import atomic_write, finite_json, write_json, write_manifest, write_tensors
-from palaestra.config import Config, build_config, load_config, read_yaml
+from palaestra.config import Config, build_config, load_config, read_yaml, set_path
 from palaestra.data.batching import LoaderBatcher, TensorBatcher
-from palaestra.data.prepare import PreparedData, prepare_data
-from palaestra.data.sequence import resolve_layout
-from palaestra.data.sources import ArrayData
-from palaestra.distributed import setup as setup_distributed
+from palaestra.data.prepare import prepare_data, resolve_layout
+from palaestra.data.spec import FeatureSpec, PreparedData
 from palaestra.errors import ConfigError, UserError
-from palaestra.evaluation.metrics import MetricSet
-from palaestra.models.registry import build_model, resolve_family
-from palaestra.models.rnn import family_defaults
+from palaestra.evaluation.metrics import metric_set
+from palaestra.models import FAMILIES, build_model, resolve_family
 from palaestra.runs import Run, RunIndex, read_state, set_state
 from palaestra.training import callbacks as cb
 from palaestra.training.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from palaestra.training.loop import evaluate, fit
 from palaestra.training.losses import build_loss
 from palaestra.training.optim import Schedule, build_optimizer
+from palaestra.training.parallel import setup as setup_distributed
 from palaestra.training.state import TrainState
 
 
@@ -46,15 +46,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def use_channels_last(config: Config, spec) -> bool:
-    """``train.channels_last`` resolved: null means on for 2-D convolutional image models (measured on CPU)."""
-    if spec.kind != "image":
-        return False
-    if config.train.channels_last is not None:
-        return config.train.channels_last
-    return config.model.family == "cnn"
 
 
 def pick_device(name: str) -> torch.device:
@@ -151,7 +142,117 @@ def _batchers(config: Config, data: PreparedData, device: torch.device, rank: in
     return train, val, test
 
 
-def train(config: Config | dict | str | Path | None = None, *, source: pd.DataFrame | ArrayData | None = None,
+# --- the steps of a run -------------------------------------------------------------------------------------
+
+
+def resolve_config(config: Config, spec: FeatureSpec) -> Config:
+    """``auto`` resolved (family, task) and the family's declared defaults filled in where the user set nothing,
+    so the run's config.yaml alone retrains the same model. An explicit user setting always wins."""
+    family = FAMILIES[resolve_family(spec, config.model)]
+    tree = config.explicit()
+    tree.setdefault("model", {})["family"] = family.name
+    tree.setdefault("data", {})["task"] = spec.task
+    explicit = config.explicit()
+    for path, value in family.defaults.items():
+        keys = path.split(".")
+        node = explicit
+        for k in keys[:-1]:
+            node = node.get(k) if isinstance(node, dict) else None
+        if not (isinstance(node, dict) and keys[-1] in node):
+            set_path(tree, keys, value)
+    return build_config(tree)
+
+
+def use_channels_last(config: Config, spec: FeatureSpec) -> bool:
+    """``train.channels_last`` resolved: null means what the family declares, for 2-D image models only."""
+    if spec.kind != "image":
+        return False
+    if config.train.channels_last is not None:
+        return config.train.channels_last
+    return FAMILIES[config.model.family].channels_last
+
+
+@dataclass
+class Parts:
+    """What training needs, built from the resolved config and the prepared data."""
+
+    model: nn.Module
+    loss_fn: nn.Module
+    state: TrainState
+    val: TensorBatcher | None
+    test: TensorBatcher | None
+    metrics: Callable[[], Any]
+    channels_last: bool
+
+
+def build_parts(config: Config, data: PreparedData, device: torch.device, dist) -> Parts:
+    seed_everything(config.seed)  # the same weights whatever the data stage consumed
+    model = build_model(data.spec, config.model).to(device)
+    channels_last = use_channels_last(config, data.spec)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    loss_fn = build_loss(config.loss, data.spec, data.train.target).to(device)
+    optimizer = build_optimizer(model.parameters(), config.optimizer)
+    train_b, val_b, test_b = _batchers(config, data, device, dist.rank if dist else 0, dist.world_size if dist else 1)
+    monitor, mode = _monitor(config, val_b is not None)
+    schedule = Schedule(config.schedule, optimizer, config.optimizer.lr, config.train.epochs, len(train_b), mode=mode)
+    state = TrainState(model, optimizer, schedule, train_b, monitor=monitor, mode=mode)
+    pre = data.preprocessor
+
+    def metrics():
+        ms = metric_set(data.spec, getattr(pre, "target_mean", 0.0), getattr(pre, "target_std", 1.0), device)
+        return dist.local_metrics(ms) if dist is not None else ms
+
+    _check_monitor(config, monitor, metrics().names if val_b is not None else [])
+    return Parts(model, loss_fn, state, val_b, test_b, metrics, channels_last)
+
+
+def _check_monitor(config: Config, monitor: str, val_names: list[str]) -> None:
+    """A misspelt validation monitor is refused before training, with the names that are logged."""
+    if not monitor.startswith("val_") or not val_names:
+        return
+    logged = ["val_loss"] + [f"val_{n}" for n in val_names]
+    if monitor not in logged:
+        close = difflib.get_close_matches(monitor, logged, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError(f"train.early_stopping.monitor '{monitor}' is not a logged metric{hint}; "
+                          f"choose from train_loss, {', '.join(logged)}")
+
+
+def build_callbacks(config: Config, parts: Parts, save, run_dir: Path | None, flag: Interrupt,
+                    extra: Sequence[cb.Callback], console, quiet: bool) -> tuple[list[cb.Callback], Callable | None, list]:
+    """The callbacks in their fixed order, and the model's own training step and monitors, if it declares them."""
+    es = config.train.early_stopping
+    callbacks: list[cb.Callback] = [cb.LRSchedule(parts.state.schedule.per_batch),
+                                    cb.BestTracker(es.min_delta if es else 0.0)]
+    if es:
+        callbacks.append(cb.EarlyStopping(es))
+    if config.train.stop_at:
+        callbacks.append(cb.StopAtTarget(config.train.stop_at))
+    if save:
+        callbacks.append(cb.Checkpoint(save, config.train.checkpoint_every_steps))
+    callbacks.extend(extra)
+    custom = getattr(parts.model, "custom_training", None)  # e.g. a GAN's alternating step and its sample grids
+    step_fn, model_callbacks = custom(run_dir) if custom is not None else (None, [])
+    callbacks.extend(model_callbacks)
+    callbacks.append(_InterruptCheck(flag, save))
+    if config.train.progress and not quiet:
+        callbacks.append(cb.Progress(config.train.epochs, console=console))
+    return callbacks, step_fn, model_callbacks
+
+
+def evaluate_splits(parts: Parts, data: PreparedData, device: torch.device) -> tuple[dict, dict]:
+    """Validation and test metrics of the trained model, with the task's baselines beside them."""
+    val = evaluate(parts.model, parts.val, parts.loss_fn, parts.metrics(), device) if parts.val is not None else {}
+    test = evaluate(parts.model, parts.test, parts.loss_fn, parts.metrics(), device) if parts.test is not None else {}
+    baseline = getattr(data.preprocessor, "baseline_metrics", None)  # e.g. the persistence forecast's naive_mae
+    if baseline is not None:
+        val.update(baseline(data.val) if val else {})
+        test.update(baseline(data.test) if test else {})
+    return val, test
+
+
+def train(config: Config | dict | str | Path | None = None, *, source: Any = None,
           out: str | Path | None = None, resume: str | Path | None = None, overrides: Sequence[str] | dict | None = None,
           extra_callbacks: Sequence[cb.Callback] = (), console=None, quiet: bool = False,
           split_override: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> Run:
@@ -162,7 +263,7 @@ def train(config: Config | dict | str | Path | None = None, *, source: pd.DataFr
     >>> run = train({"data": {"source": "iris"}, "train": {"epochs": 5, "progress": False}}, quiet=True)  # doctest: +SKIP
     """
     if resume is not None:
-        config, out = _resume_config(config, overrides, Path(resume)), Path(resume)
+        config, out = resume_config(config, overrides, Path(resume)), Path(resume)
     else:
         config = load_config(config, overrides)
     seed_everything(config.seed)
@@ -174,80 +275,73 @@ def train(config: Config | dict | str | Path | None = None, *, source: pd.DataFr
         device, quiet = dist.device, quiet or not dist.is_main  # only rank 0 prints
     data = prepare_data(resolve_layout(config), config.seed, source=source, embedding_dim=config.model.embedding_dim,
                         split_override=split_override)
-    family = resolve_family(data.spec, config.model)
-    # `auto` resolves now so config.yaml alone retrains the same model.
-    config = config.model_copy(update={
-        "model": config.model.model_copy(update={"family": family}),
-        "data": config.data.model_copy(update={"task": data.spec.task}),
-    })
-    config = family_defaults(config)  # e.g. gradient clipping for recurrent models, unless set
-    seed_everything(config.seed)  # the same weights whatever the data stage consumed
-    model = build_model(data.spec, config.model).to(device)
-    channels_last = use_channels_last(config, data.spec)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    loss_fn = build_loss(config.loss, data.spec, data.train.target).to(device)
-    optimizer = build_optimizer(model.parameters(), config.optimizer)
-    train_b, val_b, test_b = _batchers(config, data, device, dist.rank if dist else 0, dist.world_size if dist else 1)
-    schedule = Schedule(config.schedule, optimizer, config.optimizer.lr, config.train.epochs, len(train_b))
-    monitor, mode = _monitor(config, val_b is not None)
-    state = TrainState(model, optimizer, schedule, train_b, monitor=monitor, mode=mode)
-    pre = data.preprocessor
-    t_mean, t_std = getattr(pre, "target_mean", 0.0), getattr(pre, "target_std", 1.0)
+    config = resolve_config(config, data.spec)
+    parts = build_parts(config, data, device, dist)
+    run_dir, save = _open_run_dir(out, resume, config, data.spec, parts.state, dist)
+    flag = Interrupt()
+    callbacks, step_fn, model_callbacks = build_callbacks(config, parts, save, run_dir, flag, extra_callbacks,
+                                                          console, quiet)
+    if not quiet:
+        for notice in data.notices:
+            _say(console, f"[yellow]note:[/] {notice}")
+    train_seconds = _fit(config, parts, callbacks, step_fn, device, dist, flag, run_dir)
+    state, model = parts.state, parts.model
+    if config.train.restore_best and state.best_weights is not None and not state.diverged:
+        model.load_state_dict(state.best_weights)
+    val, test = evaluate_splits(parts, data, device)
+    metrics = {"val": val, "test": test, "epochs": state.epoch, "best_epoch": state.best_epoch,
+               "monitor": state.monitor, "train_seconds": round(train_seconds, 3), "stop_reason": state.stop_reason,
+               "parameters": sum(p.numel() for p in model.parameters()),
+               "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+    if dist is not None:
+        metrics["world_size"] = dist.world_size  # train.batch_size was per rank: retrain with --nproc this
+    run = Run(config, data.preprocessor, data.spec, model, metrics, state.history, run_dir, notices=data.notices,
+              state=state, data=data)
+    # Model-declared monitors may add report sections (e.g. the GAN's samples per epoch).
+    run.report_sections = [s for c in model_callbacks if (s := getattr(c, "report_section", lambda h: None)(state.history))]
+    if run_dir is not None:
+        _write_run(run_dir, run, data, state, device)
+    if state.diverged and not quiet:
+        _say(console, f"[red]warning:[/] {state.stop_reason}")
+    return run
 
-    def metric_set() -> MetricSet:
-        metrics = MetricSet(data.spec.task, data.spec.n_outputs, t_mean, t_std, data.spec.classes, device)
-        return dist.local_metrics(metrics) if dist is not None else metrics
 
+def _open_run_dir(out, resume, config: Config, spec: FeatureSpec, state: TrainState, dist):
+    """The run directory (claimed, or reopened to resume) and the checkpoint function; None/None without one."""
     run_dir = Path(out) if out is not None else None
     ckpt_dir = run_dir / "checkpoints" if run_dir else None
     if dist is not None and not dist.is_main:
         # Only rank 0 writes; on --resume every rank loads the same checkpoint (rank 0 below).
         if resume is not None and has_checkpoint(ckpt_dir):
             load_checkpoint(ckpt_dir, state)
-        run_dir = ckpt_dir = None
-    save = (lambda s: (save_checkpoint(ckpt_dir, s), run_dir)[1]) if ckpt_dir else None
-    if run_dir is not None:
-        if resume is None:
-            _claim_run_dir(run_dir)
-            atomic_write(run_dir / "config.yaml", config.to_yaml())
-        elif has_checkpoint(ckpt_dir):
+        return None, None
+    if run_dir is None:
+        return None, None
+    if resume is None:
+        _claim_run_dir(run_dir)
+        atomic_write(run_dir / "config.yaml", config.to_yaml())
+    else:
+        if has_checkpoint(ckpt_dir):
             load_checkpoint(ckpt_dir, state)
-        set_state(run_dir, "running")
-        RunIndex.default().record(run_dir, name=config.name, task=data.spec.task)
-    compiled = None
-    if config.train.compile:
-        compiled = torch.compile(model)
-    callbacks: list[cb.Callback] = [cb.LRSchedule(schedule.per_batch), cb.BestTracker(config.train.early_stopping.min_delta
-                                                                    if config.train.early_stopping else 0.0)]
-    if config.train.early_stopping:
-        callbacks.append(cb.EarlyStopping(config.train.early_stopping))
-    if config.train.stop_at:
-        callbacks.append(cb.StopAtTarget(config.train.stop_at))
-    if save:
-        callbacks.append(cb.Checkpoint(save, config.train.checkpoint_every_steps))
-    callbacks.extend(extra_callbacks)
-    custom = getattr(model, "custom_training", None)  # e.g. a GAN's alternating step and its sample grids
-    step_fn, model_callbacks = custom(run_dir) if custom is not None else (None, [])
-    callbacks.extend(model_callbacks)
-    flag = Interrupt()
-    callbacks.append(_InterruptCheck(flag, save))
-    show = config.train.progress and not quiet
-    if show:
-        callbacks.append(cb.Progress(config.train.epochs, console=console))
-    if not quiet:
-        for notice in data.notices:
-            _say(console, f"[yellow]note:[/] {notice}")
+        atomic_write(run_dir / "config.yaml", config.to_yaml())  # e.g. train.epochs raised to train longer
+    set_state(run_dir, "running")
+    RunIndex.default().record(run_dir, name=config.name, task=spec.task)
+    return run_dir, lambda s: (save_checkpoint(ckpt_dir, s), run_dir)[1]
+
+
+def _fit(config: Config, parts: Parts, callbacks, step_fn, device, dist, flag: Interrupt, run_dir: Path | None) -> float:
+    """The loop, with signals caught and the run's state recorded on failure; returns the seconds it took."""
+    state, model = parts.state, parts.model
     scaler = torch.amp.GradScaler("cuda") if config.train.precision == "fp16" and device.type == "cuda" else None
     started = time.perf_counter()
-    if compiled is not None:
-        state.model = compiled
+    if config.train.compile:
+        state.model = torch.compile(model)
     if dist is not None:
         state.model = dist.wrap(state.model)  # DistributedDataParallel: gradients averaged across ranks
     try:
         with _catch_signals(flag):
-            fit(state, config.train.epochs, loss_fn, val_b, metric_set(), cb.CallbackList(callbacks), device,
-                config.train.precision, config.train.grad_clip, scaler, step_fn=step_fn)
+            fit(state, config.train.epochs, parts.loss_fn, parts.val, parts.metrics(), cb.CallbackList(callbacks),
+                device, config.train.precision, config.train.grad_clip, scaler, step_fn=step_fn)
     except TrainingInterrupted:
         if run_dir is not None:
             set_state(run_dir, "interrupted")
@@ -259,34 +353,9 @@ def train(config: Config | dict | str | Path | None = None, *, source: pd.DataFr
         raise
     finally:
         state.model = model
-        if channels_last:  # evaluation, the saved weights and export see the standard layout
+        if parts.channels_last:  # evaluation, the saved weights and export see the standard layout
             model.to(memory_format=torch.contiguous_format)
-    train_seconds = time.perf_counter() - started
-    if config.train.restore_best and state.best_weights is not None and not state.diverged:
-        model.load_state_dict(state.best_weights)
-    val = evaluate(model, val_b, loss_fn, metric_set(), device) if val_b is not None else {}
-    test = evaluate(model, test_b, loss_fn, metric_set(), device) if test_b is not None else {}
-    baseline = getattr(pre, "baseline_metrics", None)  # e.g. the persistence forecast's naive_mae
-    if baseline is not None:
-        val.update(baseline(data.val) if val else {})
-        test.update(baseline(data.test) if test else {})
-    metrics = {"val": val, "test": test, "epochs": state.epoch, "best_epoch": state.best_epoch,
-               "monitor": state.monitor, "train_seconds": round(train_seconds, 3), "stop_reason": state.stop_reason,
-               "parameters": sum(p.numel() for p in model.parameters()),
-               "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
-    if dist is not None:
-        metrics["world_size"] = dist.world_size  # train.batch_size was per rank: retrain with --nproc this
-    run = Run(config, pre, data.spec, model, metrics, state.history, run_dir)
-    run.notices = data.notices
-    run.state = state
-    run.data = data
-    # Model-declared monitors may add report sections (e.g. the GAN's samples per epoch).
-    run.report_sections = [s for c in model_callbacks if (s := getattr(c, "report_section", lambda h: None)(state.history))]
-    if run_dir is not None:
-        _write_run(run_dir, run, data, state, device)
-    if state.diverged and not quiet:
-        _say(console, f"[red]warning:[/] {state.stop_reason}")
-    return run
+    return time.perf_counter() - started
 
 
 def _say(console, text: str) -> None:
@@ -305,7 +374,7 @@ def _claim_run_dir(run_dir: Path) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
 
 
-def _resume_config(config: Config | dict | str | Path | None, overrides, run_dir: Path) -> Config:
+def resume_config(config: Config | dict | str | Path | None, overrides, run_dir: Path) -> Config:
     if not run_dir.is_dir() or not (run_dir / "config.yaml").is_file():
         raise UserError(f"cannot resume {run_dir}: it is not a run directory (no config.yaml)")
     saved = build_config(read_yaml(run_dir / "config.yaml"))
@@ -313,16 +382,30 @@ def _resume_config(config: Config | dict | str | Path | None, overrides, run_dir
         raise UserError(f"run {run_dir} is already complete; nothing to resume")
     if config is not None or overrides:
         given = load_config(config, overrides)
-        # `auto` fields were resolved when the run started: compare what the user could have changed.
-        a, b = given.to_dict(), saved.to_dict()
-        for d in (a, b):
-            d["model"].pop("family", None)
-            d["data"].pop("task", None)
-        if a != b:
-            diff = sorted(k for k in a if a[k] != b[k])
+        # Compare what the user set (the saved config also holds what `auto` and the family resolved to);
+        # training longer (train.epochs) or quieter (train.progress) is allowed.
+        resumable = {"train.epochs", "train.progress"}
+        mine, theirs = flatten(given.explicit()), flatten(saved.to_dict())
+        diff = sorted({k.split(".")[0] for k, v in mine.items()
+                       if k not in resumable and k not in ("model.family", "data.task") and theirs.get(k) != v})
+        if diff:
             raise UserError(f"cannot resume {run_dir} with a different config (differs in: {', '.join(diff)}); "
                             f"resume with the run's own config: palaestra train --resume {run_dir}")
+        changed = {k: v for k, v in mine.items() if k in resumable and theirs.get(k) != v}
+        if changed:
+            saved = load_config(saved, changed)
     return saved
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (mappings of sections only; other values as they are)."""
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        if isinstance(v, dict) and v and k not in ("stop_at", "space", "weights", "features"):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def _history_frame(history: list[dict]) -> pd.DataFrame:

@@ -22,24 +22,15 @@ from torch import nn
 
 from palaestra.artifacts import MANIFEST, read_json, read_tensors, verify_manifest, write_json
 from palaestra.config import Config, build_config, read_yaml
-from palaestra.data.arrays import ArrayPreprocessor
-from palaestra.data.preprocess import TablePreprocessor, preprocessor_from_dict
-from palaestra.data.sources import ArrayData, read_source
-from palaestra.data.spec import FeatureSpec
+from palaestra.data.raw import ArrayData
+from palaestra.data.registry import preprocessor_from_dict
+from palaestra.data.sources import read_source
+from palaestra.data.spec import Decoded, FeatureSpec
 from palaestra.errors import ArtifactError, DataError
 
 STATE_FILE = "state.json"
 STATES = ("running", "complete", "failed", "interrupted")
 CORE_FILES = ("config.yaml", "model.safetensors", "preprocess.json", "metrics.json")
-
-
-def read_weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    """The weights of a finished run, verified against its manifest."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise ArtifactError(f"run directory {run_dir} does not exist")
-    verify_manifest(run_dir, ["model.safetensors"])
-    return read_tensors(run_dir / "model.safetensors")
 
 
 def set_state(run_dir: Path, state: str, **extra: Any) -> None:
@@ -85,13 +76,30 @@ class Run:
     >>> run.predict(df).columns  # prediction, prob_setosa, ...                                         # doctest: +SKIP
     """
 
-    def __init__(self, config: Config, preprocessor: TablePreprocessor | ArrayPreprocessor, spec: FeatureSpec,
-                 model: nn.Module, metrics: dict[str, Any] | None = None, history: list[dict] | None = None,
-                 path: Path | None = None):
+    config: Config  # the resolved config: retrains the same model
+    preprocessor: Any  # fitted preprocessing (``palaestra.data.registry``): raw data <-> tensors
+    spec: FeatureSpec  # what the model sees
+    model: nn.Module
+    metrics: dict[str, Any]  # as in metrics.json
+    history: list[dict]  # one row per epoch, as in history.csv
+    path: Path | None  # the run directory, if written
+    notices: list[str]  # what the data stage inferred or left out
+    state: Any  # the loop's TrainState, right after training (None when loaded)
+    data: Any  # the PreparedData, right after training (None when loaded)
+    findings: list | None  # the training doctor's findings, when the run directory was written
+    report_sections: list[tuple[str, str]]  # extra (title, html) parts of report.html
+
+    def __init__(self, config: Config, preprocessor: Any, spec: FeatureSpec, model: nn.Module,
+                 metrics: dict[str, Any] | None = None, history: list[dict] | None = None, path: Path | None = None,
+                 notices: list[str] | None = None, state: Any = None, data: Any = None):
         self.config, self.preprocessor, self.spec, self.model = config, preprocessor, spec, model
         self.metrics = metrics or {}
         self.history = history or []
         self.path = Path(path) if path else None
+        self.notices = list(notices or [])
+        self.state, self.data = state, data
+        self.findings = None
+        self.report_sections = []
         self.model.eval()
 
     def __repr__(self) -> str:
@@ -103,7 +111,8 @@ class Run:
     @classmethod
     def load(cls, path: str | Path) -> Run:
         """Load a finished run directory, refusing truncated or altered files."""
-        from palaestra.models.registry import build_model
+        from palaestra.models import build_model
+        from palaestra.models.compressed import LAYOUT, load_compressed
 
         path = Path(path)
         if not path.is_dir():
@@ -122,10 +131,9 @@ class Run:
         cfg = config.model.model_copy(update={"init": "default"})  # weights come from the file, not an init
         model = build_model(spec, cfg)
         weights = read_tensors(path / "model.safetensors")
-        if (path / "compression.json").is_file():  # written by `palaestra compress`: int8 and/or sparse weights
-            from palaestra.deployment.compress import load_compressed
-
-            model, weights = load_compressed(path, model, weights)
+        if (path / LAYOUT).is_file():  # written by `palaestra compress`: int8 and/or sparse weights
+            verify_manifest(path, [LAYOUT])
+            model, weights = load_compressed(path / LAYOUT, model, weights)
         try:
             model.load_state_dict(weights)
         except RuntimeError as exc:
@@ -138,78 +146,78 @@ class Run:
 
     # -- using ---------------------------------------------------------------------------------------------
 
-    def _frame_or_arrays(self, data: Any) -> pd.DataFrame | ArrayData:
+    def _raw(self, data: Any) -> Any:
+        """A path, an array, a dict of columns or a frame -> what the preprocessing reads."""
         if isinstance(data, (str, Path)):
             return read_source(str(data))
         if isinstance(data, np.ndarray):
-            if isinstance(self.preprocessor, TablePreprocessor):
-                return pd.DataFrame(data, columns=self.preprocessor.feature_columns[: data.shape[1]])
+            columns = getattr(self.preprocessor, "feature_columns", None)
+            if getattr(self.preprocessor, "array", True) is None and columns:  # a table model given a matrix
+                return pd.DataFrame(data, columns=columns[: data.shape[1]])
             return ArrayData(x=data, y=None)
         if isinstance(data, dict):
             return pd.DataFrame(data)
         return data
 
-    def _inputs(self, data: pd.DataFrame | ArrayData) -> tuple[torch.Tensor, ...]:
-        if isinstance(self.preprocessor, TablePreprocessor):
-            if not isinstance(data, pd.DataFrame):
-                raise DataError("this model was trained on a table: give rows with the training columns")
-            arrays = self.preprocessor.transform(data)
-        else:
-            if isinstance(data, pd.DataFrame) and not getattr(self.preprocessor, "accepts_frames", False):
-                raise DataError("this model was trained on arrays: give an .npz file or an array")
-            arrays = self.preprocessor.inputs(data)
-        return tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in arrays)
-
-    def outputs(self, data: Any, batch_size: int = 4096) -> np.ndarray:
-        """Raw model outputs (logits, or values on the training scale) for raw rows or arrays."""
-        inputs = self._inputs(self._frame_or_arrays(data))
+    def _run_model(self, inputs: tuple[np.ndarray, ...], batch_size: int = 4096) -> np.ndarray:
+        tensors = tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in inputs)
         device = next(iter(self.model.parameters()), torch.empty(0)).device  # an int8 model may have no parameters
         outs = []
         with torch.inference_mode():
-            for start in range(0, len(inputs[0]), batch_size):
-                outs.append(self.model(*(t[start:start + batch_size].to(device) for t in inputs)).float().cpu())
+            for start in range(0, len(tensors[0]), batch_size):
+                outs.append(self.model(*(t[start:start + batch_size].to(device) for t in tensors)).float().cpu())
         return torch.cat(outs).numpy() if outs else np.zeros((0, self.spec.n_outputs), np.float32)
 
+    def outputs(self, data: Any, batch_size: int = 4096) -> np.ndarray:
+        """Raw model outputs (logits, or values on the training scale) for raw rows or arrays."""
+        return self._run_model(tuple(self.preprocessor.inputs(self._raw(data))), batch_size)
+
+    def decode(self, data: Any) -> list[Decoded]:
+        """Predictions per target (labels or values, probabilities): the one path from outputs to answers."""
+        decode = getattr(self.preprocessor, "decode", None)
+        if decode is None:
+            raise DataError(f"a {self.spec.task} run does not predict rows")
+        return decode(self.outputs(data))
+
     def predict_proba(self, data: Any) -> np.ndarray:
-        if self.spec.task != "classification":
-            raise DataError("predict_proba needs a classification run")
-        return torch.from_numpy(self.outputs(data)).softmax(-1).numpy()
+        decoded = self.decode(data)
+        if len(decoded) != 1 or decoded[0].probabilities is None:
+            raise DataError("predict_proba needs a classification run with one target")
+        return decoded[0].probabilities
 
     def predict(self, data: Any) -> pd.DataFrame:
-        """A frame with ``prediction`` (labels as in the training data) and, for classification, ``prob_<class>``."""
-        out = self.outputs(data)
-        if self.spec.task == "classification":
-            probs = torch.from_numpy(out).softmax(-1).numpy()
-            frame = pd.DataFrame({"prediction": self.preprocessor.decode_target(probs.argmax(1))})
-            for i, c in enumerate(self.spec.classes or []):
-                frame[f"prob_{c}"] = probs[:, i]
-            return frame
-        return pd.DataFrame({"prediction": self.preprocessor.decode_target(out[:, 0].astype(np.float64))})
+        """A frame with ``prediction`` (labels as in the training data) and, for classification, ``prob_<class>``.
+
+        Several targets: ``<target>_prediction`` per target, and ``<target>_prob_<class>`` for each class target.
+        """
+        return predictions_frame(self.decode(data))
 
     def evaluate(self, data: Any) -> dict[str, Any]:
         """Metrics (DESIGN.md section 4 names) on new labelled data with the training columns."""
-        from palaestra.evaluation.metrics import MetricSet
+        from palaestra.data.spec import to_split
+        from palaestra.data.targets import labelled_rows
+        from palaestra.evaluation.metrics import metric_set
+        from palaestra.training.loop import evaluate
+        from palaestra.training.losses import build_loss
 
-        raw = self._frame_or_arrays(data)
         pre = self.preprocessor
-        own = getattr(pre, "evaluate_frame", None)  # e.g. forecasting: each window against its later value
-        if own is not None:
-            return own(self.model, raw)
-        if isinstance(raw, ArrayData):
-            if raw.y is None:
-                raise DataError("the data has no 'y' array to evaluate against")
-            y = pre.encode_target(raw.y)
-        else:
-            if pre.target not in raw.columns:
-                raise DataError(f"target column '{pre.target}' not found in the data")
-            raw = raw.loc[raw[pre.target].notna().to_numpy()]
-            y = pre.encode_target(raw[pre.target])
-        out = torch.from_numpy(self.outputs(raw))
-        ms = MetricSet(self.spec.task, self.spec.n_outputs, getattr(pre, "target_mean", 0.0),
-                       getattr(pre, "target_std", 1.0), self.spec.classes)
-        ms.update(out, torch.from_numpy(y))
-        result = ms.compute()
-        result["rows"] = int(len(y))
+        if not hasattr(pre, "labelled"):
+            raise DataError(f"a {self.spec.task} run cannot be evaluated on new rows")
+        raw = self._raw(data)
+        if isinstance(raw, ArrayData) and raw.y is None:
+            raise DataError("the data has no 'y' array to evaluate against")
+        inputs, target = pre.labelled(labelled_rows(raw, getattr(pre, "targets", [])))
+        split = to_split(inputs, target, np.arange(len(target)))
+        loss_fn = build_loss(self.config.loss, self.spec, split.target)
+        device = next(iter(self.model.parameters()), torch.empty(0)).device
+        batches = [tuple(t[i:i + 4096].to(device) for t in split.tensors) for i in range(0, len(split), 4096)]
+        ms = metric_set(self.spec, getattr(pre, "target_mean", 0.0), getattr(pre, "target_std", 1.0), device)
+        result = evaluate(self.model, batches, loss_fn, ms, device)
+        result.pop("loss", None)
+        baseline = getattr(pre, "baseline_metrics", None)
+        if baseline is not None:
+            result.update(baseline(split))
+        result["rows"] = int(len(split))
         return result
 
     def export(self, format: str = "onnx", out: str | Path | None = None, tolerance: float | None = None) -> Path:
@@ -217,6 +225,20 @@ class Run:
         from palaestra.deployment.export import export
 
         return export(self, format, out, tolerance)[0]
+
+
+def predictions_frame(decoded: list[Decoded]) -> pd.DataFrame:
+    """Predictions as a frame: ``prediction`` and ``prob_<class>`` for one target; prefixed by the target's
+    name for several."""
+    frame = pd.DataFrame()
+    several = len(decoded) > 1
+    for d in decoded:
+        prefix = f"{d.name}_" if several else ""
+        frame[f"{prefix}prediction"] = d.predictions
+        if d.probabilities is not None:
+            for i, c in enumerate(d.classes or []):
+                frame[f"{prefix}prob_{c}"] = d.probabilities[:, i]
+    return frame
 
 
 # --- the run index -----------------------------------------------------------------------------------------

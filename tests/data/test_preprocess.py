@@ -7,8 +7,10 @@ import pandas as pd
 import pytest
 
 from palaestra.config import DataConfig
+from palaestra.data.features import infer_task
 from palaestra.data.prepare import prepare_data
-from palaestra.data.preprocess import TablePreprocessor, infer_task, preprocessor_from_dict
+from palaestra.data.preprocess import FeaturePreprocessor
+from palaestra.data.registry import preprocessor_from_dict
 from palaestra.errors import DataError
 
 
@@ -25,16 +27,29 @@ def _frame(n: int = 60, seed: int = 0) -> pd.DataFrame:
     })
 
 
-def _fit(df: pd.DataFrame, threshold: int = 16, drop=()) -> tuple[TablePreprocessor, list[str]]:
-    notices: list[str] = []
-    kinds, dropped = TablePreprocessor.infer_columns(df, "label", list(drop), notices)
-    return TablePreprocessor.fit(df, "label", "classification", kinds, dropped, threshold), notices
+def _fit(df: pd.DataFrame, threshold: int = 16, drop=()) -> tuple[FeaturePreprocessor, list[str]]:
+    data = prepare_data(DataConfig(source="t.csv", target="label", drop=list(drop), embedding_threshold=threshold,
+                                   split={"train": 0.98, "val": 0.01, "test": 0.01, "stratify": False}), 0, source=df)
+    # Refit on every row, so the tests below can reason about the whole frame.
+    types = {f.name: f.type for f in data.preprocessor.features}
+    pre = FeaturePreprocessor.fit(df, types, {"label": "category"}, _options(threshold), data.preprocessor.dropped)
+    return pre, data.notices
+
+
+def _options(threshold: int):
+    from palaestra.data.features import FitOptions
+
+    return FitOptions(embedding_threshold=threshold)
+
+
+def _col(pre, name):
+    return next(c for c in pre.features if c.name == name)
 
 
 def test_column_kinds_are_inferred_and_identifiers_dropped_with_a_notice():
     pre, notices = _fit(_frame())
-    kinds = {c.name: c.kind for c in pre.columns}
-    assert kinds == {"age": "numeric", "colour": "categorical", "member": "boolean", "city": "categorical"}
+    kinds = {c.name: c.type for c in pre.features}
+    assert kinds == {"age": "numeric", "colour": "category", "member": "binary", "city": "category"}
     assert set(pre.dropped) == {"customer_id", "row"}
     assert any("customer_id" in n and "identifier" in n for n in notices)
     assert any("'row'" in n for n in notices)
@@ -60,11 +75,11 @@ def test_missing_numbers_are_imputed_with_the_training_median_and_flagged():
     df["age"] = df["age"].astype(object)
     df.loc[20, "age"] = "?"  # a missing-value token in a text column of numbers
     pre, _ = _fit(df)
-    age = next(c for c in pre.columns if c.name == "age")
+    age = _col(pre, "age")
     present = pd.to_numeric(df["age"], errors="coerce").dropna()
     assert age.indicator and age.fill == pytest.approx(present.median())
     assert age.mean == pytest.approx(present.mean()) and age.std == pytest.approx(present.std(ddof=0))
-    numeric, _ = pre.transform(df)
+    numeric, _ = pre.inputs(df)
     names = pre.feature_names()
     i, m = names.index("age"), names.index("age__missing")
     missing = [3, 7, 11, 20]
@@ -77,19 +92,18 @@ def test_missing_numbers_are_imputed_with_the_training_median_and_flagged():
 
 def test_one_hot_below_threshold_embedding_above():
     pre, _ = _fit(_frame(), threshold=16)
-    colour = next(c for c in pre.columns if c.name == "colour")
-    city = next(c for c in pre.columns if c.name == "city")
+    colour, city = _col(pre, "colour"), _col(pre, "city")
     assert not colour.embed and city.embed
-    spec = pre.spec(None)
+    spec = pre.spec()
     assert spec.embeddings == [(26, 13)]  # 25 cities + the unknown index; dim min(16, (card + 1) // 2)
     assert {"colour=red", "colour=green", "colour=blue"} <= set(spec.feature_names)
-    numeric, categorical = pre.transform(_frame())
+    numeric, categorical = pre.inputs(_frame())
     assert numeric.shape[1] == spec.n_numeric and categorical.shape == (60, 1)
     assert categorical.min() >= 1  # every training city is known: 0 is reserved for unseen
     onehot = numeric[:, [spec.feature_names.index(f"colour={v}") for v in ("red", "green", "blue")]]
     assert (onehot.sum(axis=1) == 1).all()
     pre_all_onehot, _ = _fit(_frame(), threshold=30)
-    assert not any(c.embed for c in pre_all_onehot.columns)
+    assert not any(getattr(c, "embed", False) for c in pre_all_onehot.features)
 
 
 def test_unseen_categories_at_predict_time_do_not_crash():
@@ -97,7 +111,7 @@ def test_unseen_categories_at_predict_time_do_not_crash():
     new = _frame(4, seed=9)
     new["colour"] = ["purple", "red", None, "?"]
     new["city"] = ["atlantis", "city1", "city2", "nowhere"]
-    numeric, categorical = pre.transform(new)
+    numeric, categorical = pre.inputs(new)
     names = pre.feature_names()
     cols = [names.index(f"colour={v}") for v in ("red", "green", "blue")]
     assert numeric[0, cols].sum() == 0  # unseen: all zeros
@@ -109,7 +123,7 @@ def test_unseen_categories_at_predict_time_do_not_crash():
 def test_missing_column_is_a_plain_data_error():
     pre, _ = _fit(_frame())
     with pytest.raises(DataError, match="missing column.*'colour'"):
-        pre.transform(_frame().drop(columns=["colour"]))
+        pre.inputs(_frame().drop(columns=["colour"]))
 
 
 def test_text_in_a_numeric_column_names_the_row():
@@ -118,7 +132,7 @@ def test_text_in_a_numeric_column_names_the_row():
     bad["age"] = bad["age"].astype(object)
     bad.loc[2, "age"] = "forty"
     with pytest.raises(DataError, match="age.*forty"):
-        pre.transform(bad)
+        pre.inputs(bad)
 
 
 def test_preprocess_json_round_trip_gives_identical_tensors():
@@ -127,27 +141,28 @@ def test_preprocess_json_round_trip_gives_identical_tensors():
     pre, _ = _fit(df)
     text = json.dumps(pre.to_dict())
     back = preprocessor_from_dict(json.loads(text))
-    for a, b in zip(pre.transform(df), back.transform(df), strict=True):
+    for a, b in zip(pre.inputs(df), back.inputs(df), strict=True):
         assert a.dtype == b.dtype and np.array_equal(a, b)
-    assert back.spec(None) == pre.spec(None)
+    assert back.spec() == pre.spec()
     assert back.to_dict() == pre.to_dict()
 
 
 def test_labels_encode_sorted_and_decode_back():
     pre, _ = _fit(_frame())
     assert pre.classes == ["a", "b"]
-    codes = pre.encode_target(pd.Series(["b", "a", "b"]))
+    codes = pre.encode_targets(pd.DataFrame({"label": ["b", "a", "b"]}))
     assert codes.tolist() == [1, 0, 1]
-    assert pre.decode_target(codes).tolist() == ["b", "a", "b"]
+    logits = np.eye(2)[codes] * 5.0
+    assert pre.decode(logits)[0].predictions.tolist() == ["b", "a", "b"]
     with pytest.raises(DataError, match="not seen in training: c"):
-        pre.encode_target(pd.Series(["a", "c"]))
+        pre.encode_targets(pd.DataFrame({"label": ["a", "c"]}))
 
 
 def test_prepare_fits_on_the_training_split_only():
     data = prepare_data(DataConfig(source="diabetes"), seed=0)
     raw = data.raw
     assert len(data.train) + len(data.val) + len(data.test) == len(raw)
-    bmi = next(c for c in data.preprocessor.columns if c.name == "bmi")
+    bmi = _col(data.preprocessor, "bmi")
     assert bmi.mean == pytest.approx(raw["bmi"].iloc[data.train.index].mean())
     assert bmi.mean != pytest.approx(raw["bmi"].mean(), rel=1e-9)
     target = raw["progression"].iloc[data.train.index]

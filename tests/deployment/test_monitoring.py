@@ -30,7 +30,7 @@ def test_drift_monitor_small_on_training_like_rows_large_on_shifted(penguins_run
     moved["island"] = "Atlantis"  # never seen in training: the unknown bucket
     shifted.observe_rows(moved)
     a, b = same.values(), shifted.values()
-    assert set(a) == {c.name for c in run.preprocessor.columns}
+    assert set(a) == {c.name for c in run.preprocessor.features}
     assert a["flipper_length_mm"] < 0.5 and b["flipper_length_mm"] > 2.0
     assert b["island"] > 5.0
     assert b["bill_length_mm"] == a["bill_length_mm"]  # untouched columns do not move

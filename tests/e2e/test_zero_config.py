@@ -69,9 +69,9 @@ def test_zero_config_csv_with_mixed_types_is_competitive_with_logistic_regressio
     assert "customer_id" in r.stderr and "identifier" in r.stderr  # dropped, and the user is told
 
     pre = read_json(out / "preprocess.json")
-    kinds = {c["name"]: (c["kind"], c["embed"]) for c in pre["preprocessor"]["columns"]}
-    assert kinds == {"income": ("numeric", False), "age": ("numeric", False), "plan": ("categorical", False),
-                     "city": ("categorical", True), "member": ("boolean", False)}
+    kinds = {c["name"]: (c["type"], c.get("embed", False)) for c in pre["preprocessor"]["inputs"]}
+    assert kinds == {"income": ("numeric", False), "age": ("numeric", False), "plan": ("category", False),
+                     "city": ("category", True), "member": ("binary", False)}
     ours = read_json(out / "metrics.json")["test"]["accuracy"]
     splits = pre["splits"]
     baseline = _baseline_accuracy(frame, splits["train"], splits["test"], "churned")

@@ -31,10 +31,14 @@ def _target(g: torch.Generator) -> torch.Tensor:
 
 
 def _table(g):
-    spec = FeatureSpec(kind="table", task="classification", input_names=["numeric", "categorical"], n_outputs=K,
-                       n_numeric=5, embeddings=[(7, 3), (4, 2)], classes=list(range(K)))
+    """Numbers, two embedded categories and a text column (padded token ids)."""
+    spec = FeatureSpec(kind="table", task="classification", input_names=["numeric", "categorical", "text:notes"],
+                       n_outputs=K, n_numeric=5, embeddings=[(7, 3), (4, 2)], classes=list(range(K)),
+                       texts=[{"name": "notes", "vocab_size": 20, "max_length": 6}])
     categorical = torch.stack([torch.randint(0, 7, (B,), generator=g), torch.randint(0, 4, (B,), generator=g)], 1)
-    return spec, (torch.randn(B, 5, generator=g), categorical)
+    ids = torch.randint(1, 20, (B, 6), generator=g)
+    ids[::3, 3:] = 0  # some texts are shorter (padding)
+    return spec, (torch.randn(B, 5, generator=g), categorical, ids)
 
 
 def _vector(g):

@@ -144,7 +144,7 @@ def test_invalid_variants_are_plain_config_errors():
     spec, _, _ = _lm(g)
     with pytest.raises(ConfigError, match="bidirectional"):
         build_model(spec, _cfg("gru", bidirectional=True))
-    with pytest.raises(ConfigError, match="language model"):
+    with pytest.raises(ConfigError, match="'cnn' does not take tokens"):
         build_model(spec, _cfg("cnn"))
     with pytest.raises(ConfigError, match="divisible"):
         build_model(spec, _cfg("transformer", d_model=10, heads=4))

@@ -17,7 +17,9 @@ from hypothesis import strategies as st
 
 from palaestra.artifacts import json_default
 from palaestra.config import Config, load_config
-from palaestra.data.preprocess import TablePreprocessor, preprocessor_from_dict
+from palaestra.data.features import FitOptions
+from palaestra.data.preprocess import FeaturePreprocessor
+from palaestra.data.registry import preprocessor_from_dict
 from palaestra.data.sources import ArrayData, read_source
 from palaestra.errors import ConfigError, DataError
 
@@ -53,32 +55,41 @@ def _through_json(obj):
     return json.loads(json.dumps(obj, default=json_default))
 
 
+def _fit(df: pd.DataFrame, task: str, threshold: int = 16) -> FeaturePreprocessor:
+    """Types as the data stage infers them, fitted on every row."""
+    from palaestra.data.features import infer_column
+
+    types = {c: infer_column(c, df[c]) for c in df.columns if c != "y"}
+    types = {c: t for c, t in types.items() if t is not None}
+    return FeaturePreprocessor.fit(df, types, {"y": "category" if task == "classification" else "number"},
+                                   FitOptions(embedding_threshold=threshold))
+
+
 @SETTINGS
 @given(frames(), st.integers(2, 20))
 def test_table_preprocessor_json_round_trip_transforms_identically(frame_task, threshold):
     df, task = frame_task
-    kinds, dropped = TablePreprocessor.infer_columns(df, "y", [], [])
-    pre = TablePreprocessor.fit(df, "y", task, kinds, dropped, threshold)
+    pre = _fit(df, task, threshold)
     again = preprocessor_from_dict(_through_json(pre.to_dict()))
-    a, b = pre.transform(df), again.transform(df)
+    a, b = pre.inputs(df), again.inputs(df)
     for x, y in zip(a, b, strict=True):
         assert x.dtype == y.dtype and np.array_equal(x, y)
         assert np.isfinite(x).all()
     # New rows (a shuffled subset with unseen categories) transform the same way too.
     other = df.sample(frac=0.5, random_state=0).assign(cat="never-seen")
-    for x, y in zip(pre.transform(other), again.transform(other), strict=True):
+    for x, y in zip(pre.inputs(other), again.inputs(other), strict=True):
         assert np.array_equal(x, y)
-    assert again.spec(None).to_dict() == pre.spec(None).to_dict()
+    assert again.spec().to_dict() == pre.spec().to_dict()
 
 
 @SETTINGS
 @given(frames())
 def test_target_encode_decode_round_trip(frame_task):
     df, task = frame_task
-    kinds, dropped = TablePreprocessor.infer_columns(df, "y", [], [])
-    pre = preprocessor_from_dict(_through_json(TablePreprocessor.fit(df, "y", task, kinds, dropped, 16).to_dict()))
-    codes = pre.encode_target(df["y"])
-    decoded = pre.decode_target(codes)
+    pre = preprocessor_from_dict(_through_json(_fit(df, task).to_dict()))
+    codes = pre.encode_targets(df)
+    outputs = np.eye(len(pre.classes))[codes] * 10.0 if task == "classification" else codes[:, None]
+    decoded = pre.decode(outputs)[0].predictions
     if task == "classification":
         assert list(map(str, decoded)) == list(df["y"].astype(str))
     else:

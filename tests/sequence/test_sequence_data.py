@@ -8,35 +8,39 @@ import numpy as np
 import pytest
 
 from palaestra.config import DataConfig, load_config
-from palaestra.data.prepare import prepare_data
-from palaestra.data.preprocess import preprocessor_from_dict
-from palaestra.data.sequence import SequenceArrays, SequencePreprocessor, resolve_layout
+from palaestra.data.features import ArrayFeature, FitOptions, input_from_dict
+from palaestra.data.prepare import prepare_data, resolve_layout
+from palaestra.data.raw import SequenceArrays
 from palaestra.data.sources import ArrayData
 from palaestra.errors import DataError
 
 
+def _sequences(x):
+    return ArrayFeature.fit("x", x, FitOptions(), layout="sequence")
+
+
 def test_trailing_nan_is_padding_and_statistics_skip_it():
     x = np.array([[1.0, 3.0, np.nan, np.nan], [5.0, 7.0, 9.0, 11.0]])
-    pre = SequencePreprocessor.fit(x[:, :, None], np.array([0, 1]), "classification")
+    pre = _sequences(x[:, :, None])
     real = np.array([1.0, 3.0, 5.0, 7.0, 9.0, 11.0])
     assert pre.mean == pytest.approx([real.mean()]) and pre.std == pytest.approx([real.std()])
-    z, lengths = pre.inputs(x)
+    z, lengths = pre.transform(x)
     assert lengths.tolist() == [2, 4]
     assert z.shape == (2, 4, 1) and z[0, 2:].tolist() == [[0.0], [0.0]]
     assert z[1, 0, 0] == pytest.approx((5.0 - real.mean()) / real.std())
-    again = preprocessor_from_dict(json.loads(json.dumps(pre.to_dict())))
-    assert np.array_equal(again.inputs(x)[0], z)
+    again = input_from_dict(json.loads(json.dumps(pre.to_dict())))
+    assert np.array_equal(again.transform(x)[0], z)
 
 
 def test_bad_sequences_are_plain_errors():
-    pre = SequencePreprocessor.fit(np.ones((2, 4, 1)) * [[[0.0]], [[1.0]]], np.array([0, 1]), "classification")
+    pre = _sequences(np.ones((2, 4, 1)) * [[[0.0]], [[1.0]]])
     with pytest.raises(DataError, match="inside"):
-        pre.inputs(np.array([[1.0, np.nan, 2.0, 3.0]]))
+        pre.transform(np.array([[1.0, np.nan, 2.0, 3.0]]))
     with pytest.raises(DataError, match="features"):
-        pre.inputs(np.ones((1, 4, 3)))
+        pre.transform(np.ones((1, 4, 3)))
     with pytest.raises(DataError, match="at most 4"):
-        pre.inputs(np.ones((1, 6)))
-    assert pre.inputs(np.ones((1, 3)))[1].tolist() == [3]  # shorter: padded to the trained length
+        pre.transform(np.ones((1, 6)))
+    assert pre.transform(np.ones((1, 3)))[1].tolist() == [3]  # shorter: padded to the trained length
 
 
 def test_fixed_test_set_and_train_only_statistics():
@@ -47,7 +51,7 @@ def test_fixed_test_set_and_train_only_statistics():
     data = prepare_data(DataConfig(source="mnist1d"), 0, source=SequenceArrays(x=x, y=y, test_size=20))
     assert data.test.index.tolist() == list(range(80, 100))
     assert len(data.train) + len(data.val) == 80 and max(data.train.index) < 80
-    assert abs(data.preprocessor.mean[0]) < 0.5
+    assert abs(data.preprocessor.array.mean[0]) < 0.5
     assert data.spec.kind == "sequence" and data.spec.input_names == ["x", "lengths"]
 
 

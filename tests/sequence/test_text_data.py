@@ -10,7 +10,7 @@ import pytest
 
 from palaestra.config import DataConfig
 from palaestra.data.prepare import prepare_data
-from palaestra.data.preprocess import preprocessor_from_dict
+from palaestra.data.registry import preprocessor_from_dict
 from palaestra.data.text import CharPreprocessor, read_text, unigram_entropy
 from palaestra.errors import DataError
 
@@ -54,7 +54,10 @@ def test_text_classification_vocabulary_from_train_only():
     df.loc[0, "review"] = "zzzunique " + df.loc[0, "review"]
     data = prepare_data(DataConfig(source="r.csv", target="label", max_length=6), 0, source=df)
     pre = data.preprocessor
-    assert pre.text_column == "review" and data.spec.kind == "tokens" and data.spec.classes == ["neg", "pos"]
-    assert ("zzzunique" in pre.vocab) == (0 in data.train.index)
-    ids, lengths = pre.inputs(pd.DataFrame({"review": ["great unseenword film " * 5, ""]}))
-    assert ids.shape == (2, 6) and lengths.tolist() == [6, 1] and ids[0, 1] == 1 and ids[1, 0] == 1
+    text = pre.features[0]
+    assert text.type == "text" and data.spec.kind == "table" and data.spec.classes == ["neg", "pos"]
+    assert data.spec.input_names == ["numeric", "categorical", "text:review"]
+    assert ("zzzunique" in text.vocab) == (0 in data.train.index)
+    _, _, ids = pre.inputs(pd.DataFrame({"review": ["great unseenword film " * 5, ""]}))
+    # padded with 0, unknown words (and an empty text) are id 1
+    assert ids.shape == (2, 6) and (ids[0] != 0).sum() == 6 and ids[0, 1] == 1 and ids[1].tolist() == [1, 0, 0, 0, 0, 0]

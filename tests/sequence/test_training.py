@@ -133,7 +133,9 @@ def test_text_classification_learns_from_a_text_column(tmp_path):
                model={"family": "gru", "hidden_size": 16, "layers": 1, "embedding_dim": 8, "dropout": 0.0},
                optimizer={"lr": 0.02}, train={"batch_size": 16})
     run = train(cfg, source=df, quiet=True)
-    assert run.spec.kind == "tokens" and run.preprocessor.text_column == "review"
+    # The text column is a text feature of a table, read by the family named (a GRU here).
+    assert run.spec.kind == "table" and [f.type for f in run.preprocessor.features] == ["text"]
+    assert type(run.model.texts[0]).__name__ == "RecurrentEncoder"
     assert run.metrics["test"]["accuracy"] >= 0.9, run.metrics["test"]
     pred = run.predict(pd.DataFrame({"review": ["a superb film", "the plot was dull"]}))
     assert pred["prediction"].tolist() == ["pos", "neg"]

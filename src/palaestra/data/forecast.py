@@ -16,9 +16,8 @@ import pandas as pd
 import torch
 
 from palaestra.config import DataConfig
-from palaestra.data.preprocess import PREPROCESSORS, KeywordState
-from palaestra.data.sources import BUILTINS, BuiltIn, register_builtin
-from palaestra.data.spec import FeatureSpec
+from palaestra.data.spec import Decoded, FeatureSpec, PreparedData, Split
+from palaestra.data.targets import resolve_targets
 from palaestra.errors import DataError
 
 TIME_NAMES = ("date", "time", "timestamp", "datetime", "ds", "t", "step", "year", "quarter", "month", "week", "day", "hour",
@@ -43,13 +42,12 @@ def detect_time_column(df: pd.DataFrame, target: str) -> str | None:
     return None
 
 
-class ForecastPreprocessor(KeywordState):
+class ForecastPreprocessor:
     """Raw rows -> windows ``(x (N, window, F) float32, lengths (N,))``; feature 0 is the target's history."""
 
     kind = "forecast"
     task = "forecast"
     classes = None
-    accepts_frames = True  # Run.predict takes the series as a DataFrame
 
     def __init__(self, target: str, features: list[str], mean: list[float], std: list[float], window: int, horizon: int,
                  time_column: str | None = None):
@@ -107,28 +105,19 @@ class ForecastPreprocessor(KeywordState):
         last = split.inputs[0][:, -1, 0].double()
         return {"naive_mae": float((last - split.target.double()).abs().mean()) * self.target_std}
 
-    def evaluate_frame(self, model: torch.nn.Module, df: Any) -> dict[str, Any]:
-        """``mae, rmse, naive_mae`` (and mse, r2) of a trained model on a new labelled series."""
-        from palaestra.evaluation.metrics import MetricSet
-
+    def labelled(self, df: Any) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
+        """Every window of a labelled series with the value ``horizon`` steps after it (for ``evaluate``)."""
         if not isinstance(df, pd.DataFrame):
             raise DataError("evaluate a forecasting model on a series given as rows (a CSV)")
         z = self.scaled(df)
         targets = np.arange(self.window + self.horizon - 1, len(z))
         if len(targets) == 0:
             raise DataError(f"the series has {len(z)} rows: too few for window {self.window} plus horizon {self.horizon}")
-        x = torch.from_numpy(self.windows(z, targets - self.horizon))
-        y = torch.from_numpy(z[targets, 0].copy())
-        device = next(model.parameters()).device
-        with torch.inference_mode():
-            out = torch.cat([model(b.to(device), torch.full((len(b),), self.window, device=device)).float().cpu()
-                             for b in x.split(1024)])
-        metrics = MetricSet("forecast", 1, self.target_mean, self.target_std)
-        metrics.update(out, y)
-        result = metrics.compute()
-        result["naive_mae"] = float((x[:, -1, 0].double() - y.double()).abs().mean()) * self.target_std
-        result["rows"] = len(targets)
-        return result
+        x = self.windows(z, targets - self.horizon)
+        return (x, np.full(len(x), self.window, np.int64)), z[targets, 0].copy()
+
+    def decode(self, outputs: np.ndarray) -> list[Decoded]:
+        return [Decoded(self.target, self.decode_target(np.asarray(outputs)[:, 0].astype(np.float64)))]
 
     def spec(self, embedding_dim: int | None = None) -> FeatureSpec:
         return FeatureSpec(kind="sequence", task="forecast", input_names=["x", "lengths"], n_outputs=1,
@@ -140,22 +129,19 @@ class ForecastPreprocessor(KeywordState):
                 "window": self.window, "horizon": self.horizon, "time_column": self.time_column}
 
 
-
-PREPROCESSORS[ForecastPreprocessor.kind] = ForecastPreprocessor
-
-
-def claims(cfg: DataConfig, raw: Any) -> bool:
-    if not isinstance(raw, pd.DataFrame):
-        return False
-    builtin = BUILTINS.get(cfg.source) if isinstance(cfg.source, str) else None
-    return cfg.task == "forecast" or (cfg.task == "auto" and builtin is not None and builtin.task == "forecast")
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ForecastPreprocessor:
+        return cls(**{k: v for k, v in d.items() if k != "kind"})
 
 
-def prepare(cfg: DataConfig, raw: pd.DataFrame, seed: int, notices: list[str]):
+def prepare(cfg: DataConfig, raw: Any, seed: int, notices: list[str]) -> PreparedData:
     """Order in time, split chronologically, fit scaling on train, then cut windows inside each split."""
-    from palaestra.data.prepare import PreparedData, Split, resolve_target
-
-    target = resolve_target(cfg, raw)
+    if not isinstance(raw, pd.DataFrame):
+        raise DataError("forecasting needs a table: a CSV or Parquet file with a time column and a numeric target")
+    targets = resolve_targets(cfg, raw)
+    if len(targets) != 1:
+        raise DataError("forecasting predicts one target column; name one with --target")
+    target = targets[0]
     time_col = cfg.time_column
     if time_col is not None and time_col not in raw.columns:
         raise DataError(f"data.time_column '{time_col}' not found; columns: {', '.join(map(str, raw.columns[:20]))}")
@@ -199,12 +185,3 @@ def prepare(cfg: DataConfig, raw: pd.DataFrame, seed: int, notices: list[str]):
     pre.time_column = time_col
     return PreparedData(pre.spec(), pre, *splits, raw=raw, notices=notices)
 
-
-def _sunspots() -> pd.DataFrame:
-    from statsmodels.datasets import sunspots
-
-    return sunspots.load_pandas().data
-
-
-register_builtin("sunspots", BuiltIn(_sunspots, "SUNACTIVITY", "forecast",
-                                     "yearly sunspot activity 1700-2008 (309 years; statsmodels)"))

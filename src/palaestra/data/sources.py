@@ -1,7 +1,7 @@
-"""Reading data: CSV, Parquet, NumPy ``.npz`` and the built-in datasets.
+"""Reading data: CSV, Parquet, NumPy ``.npz``, text files and the built-in datasets.
 
-A source is read into one of two raw forms: a ``pandas.DataFrame`` (tables) or ``ArrayData`` (arrays:
-images, or plain feature matrices from ``.npz``). Nothing is fitted here.
+A source is read into a ``pandas.DataFrame`` (tables), ``ArrayData`` (arrays: images, sequences or plain
+feature matrices from ``.npz``) or a ``TextCorpus`` (a ``.txt`` file). Nothing is fitted here.
 """
 
 from __future__ import annotations
@@ -9,84 +9,21 @@ from __future__ import annotations
 import csv
 import zipfile
 import zlib
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from palaestra.data.datasets import BUILTINS, default_target
+from palaestra.data.raw import ArrayData, SequenceArrays, TextCorpus
 from palaestra.errors import DataError
 
-
-@dataclass
-class ArrayData:
-    """Arrays read from ``.npz`` or a built-in image set: ``x`` is ``(N, ...)``, ``y`` is ``(N,)`` or None."""
-
-    x: np.ndarray
-    y: np.ndarray | None
-    name: str = "x"
-
-
-@dataclass(frozen=True)
-class BuiltIn:
-    load: Callable[[], pd.DataFrame | ArrayData]
-    target: str
-    task: str
-    description: str
-
-
-def _penguins() -> pd.DataFrame:
-    from palmerpenguins import load_penguins
-
-    df = load_penguins()
-    # `year` is the survey year, not a property of the bird: keep the textbook's five features.
-    return df.drop(columns=[c for c in ("year",) if c in df.columns])
-
-
-def _iris() -> pd.DataFrame:
-    from sklearn.datasets import load_iris
-
-    bunch = load_iris(as_frame=True)
-    df = bunch.frame.rename(columns={"target": "species"})
-    df["species"] = np.asarray(bunch.target_names)[df["species"].to_numpy()]
-    return df
-
-
-def _diabetes() -> pd.DataFrame:
-    from sklearn.datasets import load_diabetes
-
-    return load_diabetes(as_frame=True, scaled=False).frame.rename(columns={"target": "progression"})
-
-
-def _digits() -> ArrayData:
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    return ArrayData(x=bunch.images.astype(np.float32), y=bunch.target.astype(np.int64), name="digits")
-
-
-BUILTINS: dict[str, BuiltIn] = {
-    "penguins": BuiltIn(_penguins, "species", "classification", "Palmer penguins: species from bill, flipper, mass, island, sex (344 rows)"),
-    "iris": BuiltIn(_iris, "species", "classification", "Fisher's iris: species from four flower measurements (150 rows)"),
-    "digits": BuiltIn(_digits, "y", "classification", "8x8 grey images of handwritten digits 0-9 (1,797 images)"),
-    "diabetes": BuiltIn(_diabetes, "progression", "regression", "disease progression after one year from ten baseline variables (442 rows)"),
-}
-
-
-def register_builtin(name: str, builtin: BuiltIn) -> None:
-    """Make a dataset available by name (used by later stages, e.g. sequence datasets)."""
-    BUILTINS[name] = builtin
-
-
-def default_target(source: str) -> str | None:
-    b = BUILTINS.get(source)
-    return b.target if b else None
+__all__ = ["ArrayData", "SequenceArrays", "TextCorpus", "default_target", "read_source", "read_text"]
 
 
 def read_source(source: str | pd.DataFrame | ArrayData) -> pd.DataFrame | ArrayData:
     """Read a built-in name or a file path into a DataFrame or ArrayData."""
-    if isinstance(source, (pd.DataFrame, ArrayData)):
+    if isinstance(source, (pd.DataFrame, ArrayData, TextCorpus)):
         return source
     if source in BUILTINS:
         return BUILTINS[source].load()
@@ -101,8 +38,6 @@ def read_source(source: str | pd.DataFrame | ArrayData) -> pd.DataFrame | ArrayD
     suffix = path.suffix.lower()
     readers = {".csv": _read_csv, ".tsv": _read_csv, ".parquet": _read_parquet, ".pq": _read_parquet, ".npz": _read_npz}
     if suffix == ".txt":
-        from palaestra.data.text import read_text
-
         return read_text(path)
     if suffix not in readers:
         raise DataError(f"unsupported data file type '{suffix}' for {path}: use .csv, .parquet or .npz")
@@ -195,3 +130,15 @@ def _read_npz(path: Path) -> ArrayData:
         raise DataError(f"{path}: 'x' has no samples")
     return ArrayData(x=x, y=y, name=path.stem)
 
+
+
+def read_text(path: Path) -> TextCorpus:
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise DataError(f"{path} is not UTF-8 text (re-save it as UTF-8)") from None
+    if "\x00" in text:
+        raise DataError(f"{path} contains NUL bytes: it looks like a binary file, not text")
+    if not text.strip():
+        raise DataError(f"{path} holds no text")
+    return TextCorpus(text, path.stem)

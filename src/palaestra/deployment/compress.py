@@ -1,9 +1,6 @@
 """Compression: magnitude pruning (``torch.nn.utils.prune``) and dynamic int8 quantization of Linear layers
-(``torch.ao.quantization.quantize_dynamic``), written as a new run directory.
-
-Weights stay in safetensors, with no pickle: an int8 Linear is stored as its int8 tensor plus its scale and
-zero point (in ``compression.json``); a pruned weight is stored sparsely, as a bit mask of the kept entries
-and their values. ``Run.load`` rebuilds the model from these through ``load_compressed``.
+(``torch.ao.quantization.quantize_dynamic``), written as a new run directory whose weights are stored as
+``palaestra.models.compressed`` describes.
 """
 
 from __future__ import annotations
@@ -11,7 +8,6 @@ from __future__ import annotations
 import copy
 import shutil
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,26 +16,12 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from palaestra.artifacts import (
-    atomic_write,
-    read_json,
-    tensors_to_bytes,
-    verify_manifest,
-    write_json,
-    write_manifest,
-)
-from palaestra.errors import ArtifactError, UserError
+from palaestra.artifacts import atomic_write, tensors_to_bytes, write_json, write_manifest
+from palaestra.errors import UserError
+from palaestra.models.compressed import LAYOUT, compressed_state, quantize_model
 from palaestra.runs import Run, RunIndex, set_state
 
-LAYOUT = "compression.json"
-SPARSE_BELOW = 0.7  # store a tensor sparsely once at least 30% of it is zero: the mask costs 1 bit an entry
 PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
-
-
-def _quantized_linear_type() -> type:
-    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
-
-    return DynamicLinear
 
 
 # --- transforming the model ------------------------------------------------------------------------------------
@@ -57,8 +39,7 @@ def prune_model(model: nn.Module, fraction: float) -> list[tuple[nn.Module, str]
 
 def finetune(run: Run, model: nn.Module, epochs: int) -> None:
     """A short fine-tune on the training split, while the pruning masks hold the pruned weights at zero."""
-    from palaestra.data.prepare import prepare_data
-    from palaestra.data.sequence import resolve_layout
+    from palaestra.data.prepare import prepare_data, resolve_layout
     from palaestra.training.losses import build_loss
     from palaestra.training.optim import build_optimizer
 
@@ -77,99 +58,6 @@ def finetune(run: Run, model: nn.Module, epochs: int) -> None:
             loss.backward()
             optimizer.step()
     model.eval()
-
-
-def quantize_model(model: nn.Module) -> nn.Module:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notice
-        return torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
-
-
-# --- storing and loading --------------------------------------------------------------------------------------
-
-
-def _store(key: str, t: torch.Tensor, tensors: dict[str, torch.Tensor], layout: dict[str, Any], **info: Any) -> None:
-    """Store ``t`` (float or int8) densely, or as mask + kept values when it is mostly zeros."""
-    t = t.detach().cpu().contiguous()
-    nonzero = t != 0
-    entry = {"shape": list(t.shape), "dtype": str(t.dtype).removeprefix("torch."), **info}
-    if t.numel() >= 64 and float(nonzero.float().mean()) < SPARSE_BELOW:
-        bits = np.packbits(nonzero.flatten().numpy().astype(np.uint8))
-        tensors[f"{key}.mask"] = torch.from_numpy(bits)
-        tensors[f"{key}.values"] = t.flatten()[nonzero.flatten()]
-        entry["format"] = "sparse"
-    else:
-        tensors[key] = t
-        entry["format"] = "dense"
-    layout[key] = entry
-
-
-def _restore(key: str, entry: dict[str, Any], tensors: dict[str, torch.Tensor]) -> torch.Tensor:
-    shape = entry["shape"]
-    if entry["format"] == "dense":
-        return tensors[key]
-    n = int(np.prod(shape)) if shape else 1
-    mask = np.unpackbits(tensors[f"{key}.mask"].numpy())[:n].astype(bool)
-    values = tensors[f"{key}.values"]
-    out = torch.zeros(n, dtype=values.dtype)
-    if int(mask.sum()) != len(values):
-        raise ArtifactError(f"sparse tensor {key}: mask and values disagree")
-    out[torch.from_numpy(mask)] = values
-    return out.reshape(shape)
-
-
-def compressed_state(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """(tensors for safetensors, layout for ``compression.json``) of a pruned and/or quantized model."""
-    qlinear = _quantized_linear_type()
-    tensors: dict[str, torch.Tensor] = {}
-    layout: dict[str, Any] = {}
-    quantized = {name for name, m in model.named_modules() if isinstance(m, qlinear)}
-    for name in sorted(quantized):
-        module = model.get_submodule(name)
-        w = module.weight()
-        if w.qscheme() not in (torch.per_tensor_affine, torch.per_tensor_symmetric):
-            raise UserError(f"layer {name}: only per-tensor int8 quantization is stored")
-        _store(f"{name}.weight", w.int_repr(), tensors, layout, quantized=True, scale=float(w.q_scale()),
-               zero_point=int(w.q_zero_point()))
-        if module.bias() is not None:
-            _store(f"{name}.bias", module.bias(), tensors, layout)
-    for key, value in model.state_dict().items():
-        if any(key.startswith(q + ".") for q in quantized) or not isinstance(value, torch.Tensor):
-            continue
-        _store(key, value, tensors, layout)
-    return tensors, layout
-
-
-def load_compressed(path: Path, model: nn.Module, tensors: dict[str, torch.Tensor]) -> tuple[nn.Module, dict]:
-    """Rebuild a compressed run's model from its float skeleton: ``(model, its state dict)`` for ``Run.load``."""
-    verify_manifest(path, [LAYOUT])
-    info = read_json(Path(path) / LAYOUT)
-    try:
-        layout = info["tensors"]
-        dense = {k: _restore(k, e, tensors) for k, e in layout.items()}
-        float_state, int8 = {}, {}
-        for key, entry in layout.items():
-            if entry.get("quantized"):
-                int8[key] = (dense[key], entry["scale"], entry["zero_point"])
-                # Load a dequantized copy first so the float skeleton's strict load checks every shape.
-                float_state[key] = (dense[key].float() - entry["zero_point"]) * entry["scale"]
-            else:
-                float_state[key] = dense[key]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ArtifactError(f"{Path(path) / LAYOUT} does not describe {Path(path) / 'model.safetensors'} ({exc})") from None
-    try:
-        model.load_state_dict(float_state)
-    except RuntimeError as exc:
-        raise ArtifactError(f"{Path(path) / 'model.safetensors'} does not fit the model: {str(exc).splitlines()[0]}") from None
-    if int8:
-        model = quantize_model(model.eval())
-        for key, (q, scale, zero_point) in int8.items():
-            module = model.get_submodule(key.removesuffix(".weight"))
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                qweight = torch._make_per_tensor_quantized_tensor(q.to(torch.int8), scale, zero_point)
-            module.set_weight_bias(qweight, module.bias())  # the exact stored int8 values
-    return model.eval(), model.state_dict()
 
 
 # --- measuring ------------------------------------------------------------------------------------------------

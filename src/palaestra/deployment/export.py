@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 
 from palaestra.artifacts import atomic_write, read_json, write_json
-from palaestra.data.preprocess import preprocessor_from_dict
+from palaestra.data.registry import preprocessor_from_dict
 from palaestra.data.sources import ArrayData
 from palaestra.data.spec import FeatureSpec
 from palaestra.errors import ArtifactError, UserError
@@ -44,8 +44,7 @@ def held_out(run: Run, max_rows: int | None = 512) -> pd.DataFrame | ArrayData |
     the source is read again the same way (``prepare_data``) and indexed; only the saved, fitted
     preprocessing is applied to the rows afterwards.
     """
-    from palaestra.data.prepare import prepare_data
-    from palaestra.data.sequence import resolve_layout
+    from palaestra.data.prepare import prepare_data, resolve_layout
 
     data = getattr(run, "data", None)  # a run still in memory keeps its prepared data
     try:
@@ -74,8 +73,9 @@ def synthetic_inputs(spec: FeatureSpec, n: int = 64, seed: int = 0) -> tuple[tor
     shape = list(spec.input_shape or [spec.n_numeric])
     if spec.kind == "table":
         cat = [torch.randint(0, card, (n, 1), generator=g) for card, _ in spec.embeddings]
+        texts = [torch.randint(0, t["vocab_size"], (n, t["max_length"]), generator=g) for t in spec.texts]
         return (torch.randn(n, spec.n_numeric, generator=g),
-                torch.cat(cat, 1) if cat else torch.zeros(n, 0, dtype=torch.int64))
+                torch.cat(cat, 1) if cat else torch.zeros(n, 0, dtype=torch.int64), *texts)
     if spec.kind == "tokens":  # (x ids (B, L), lengths (B,))
         x = torch.randint(2, int(spec.extra.get("vocab_size", 3)), (n, *shape), generator=g)
     else:

@@ -23,7 +23,8 @@ import pandas as pd
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily
 
-from palaestra.data.preprocess import FALSE_TOKENS, MISSING, NA_TOKENS, TRUE_TOKENS, TablePreprocessor
+from palaestra.data.features import CategoryFeature, NumericFeature
+from palaestra.data.features.base import FALSE_TOKENS, MISSING, NA_TOKENS, TRUE_TOKENS
 
 EPS = 1e-4  # floor for empty buckets: PSI is infinite when a bucket is empty on one side
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -107,12 +108,11 @@ class DriftMonitor:
         self.channel_sum: np.ndarray | None = None
         self.channel_n = 0
         self.rows = 0
-        if isinstance(preprocessor, TablePreprocessor):
-            for col in preprocessor.columns:
-                if col.kind == "categorical" and col.freqs:
-                    self.features.append(_Feature(col.name, "categorical", col.freqs, categories=col.categories))
-                elif col.kind != "categorical" and len(col.bins) > 1 and col.freqs:
-                    self.features.append(_Feature(col.name, "numeric", col.freqs, edges=col.bins))
+        for col in getattr(preprocessor, "features", []):
+            if isinstance(col, CategoryFeature) and col.freqs:
+                self.features.append(_Feature(col.name, "categorical", col.freqs, categories=col.categories))
+            elif isinstance(col, NumericFeature) and len(col.bins) > 1 and col.freqs:
+                self.features.append(_Feature(col.name, "numeric", col.freqs, edges=col.bins))
 
     def observe_rows(self, frame: pd.DataFrame) -> None:
         with self.lock:
@@ -174,7 +174,7 @@ class Metrics:
         self.task = task
         if task == "classification":
             self.classes = Counter("palaestra_predictions", "predicted class counts", ["class"], registry=self.registry)
-        else:
+        elif task != "multi_target":
             self.values = Histogram("palaestra_prediction_value", "predicted values", registry=self.registry,
                                     buckets=_value_buckets(preprocessor))
         self.drift = DriftMonitor(preprocessor)
@@ -186,6 +186,8 @@ class Metrics:
 
     def observe_predictions(self, predictions: list[Any]) -> None:
         self.rows.inc(len(predictions))
+        if self.task == "multi_target":
+            return
         if self.task == "classification":
             for label, n in collections.Counter(str(p) for p in predictions).items():
                 self.classes.labels(label).inc(n)

@@ -19,7 +19,6 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-import torch
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -28,7 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from palaestra.artifacts import read_json
-from palaestra.data.preprocess import TablePreprocessor
+from palaestra.data.features import BinaryFeature, CategoryFeature, NumericFeature
 from palaestra.deployment.export import OnnxRunner, TorchRunner, export
 from palaestra.deployment.monitoring import Metrics, PredictionLog, environment_warnings
 from palaestra.errors import ArtifactError, UserError
@@ -45,8 +44,10 @@ class Message(BaseModel):
 
 
 class PredictResponse(BaseModel):
-    predictions: list[Any] = Field(description="labels as in the training data, or values in the target's units")
-    probabilities: list[dict[str, float]] | None = Field(None, description="classification: one {class: p} per row")
+    predictions: list[Any] = Field(description="labels as in the training data, or values in the target's units; "
+                                               "with several targets one {target: value} per row")
+    probabilities: list[dict[str, Any]] | None = Field(
+        None, description="classification: one {class: p} per row; with several targets {target: {class: p}}")
 
 
 # --- the model behind the endpoint -----------------------------------------------------------------------------
@@ -72,47 +73,61 @@ class Predictor:
     def inputs(self, raw: pd.DataFrame | np.ndarray) -> tuple[np.ndarray, ...]:
         return tuple(self.pre.inputs(raw))
 
-    def predict(self, inputs: tuple[np.ndarray, ...]) -> tuple[list[Any], list[dict[str, float]] | None]:
-        out = self.runner(inputs)
-        if self.run.spec.task == "classification":
-            # The same decoding as Run.predict: softmax, argmax, the training labels.
-            probs = torch.from_numpy(out).softmax(-1).numpy()
-            labels = self.pre.decode_target(probs.argmax(1))
-            names = [str(c) for c in self.run.spec.classes or []]
-            return ([_plain(v) for v in labels],
-                    [dict(zip(names, map(float, p), strict=True)) for p in probs])
-        return [float(v) for v in self.pre.decode_target(out[:, 0].astype(np.float64))], None
+    def predict(self, inputs: tuple[np.ndarray, ...]) -> tuple[list[Any], list[dict[str, Any]] | None]:
+        # The same decoding as Run.predict (the preprocessor's one path from outputs to answers).
+        decoded = self.pre.decode(self.runner(inputs))
+        answers = [([_plain(v) for v in d.predictions],
+                    None if d.probabilities is None else
+                    [dict(zip([str(c) for c in d.classes or []], map(float, p), strict=True)) for p in d.probabilities])
+                   for d in decoded]
+        if len(decoded) == 1:
+            return answers[0]
+        n = len(answers[0][0])
+        predictions = [{d.name: a[0][i] for d, a in zip(decoded, answers, strict=True)} for i in range(n)]
+        probabilities = [{d.name: a[1][i] for d, a in zip(decoded, answers, strict=True) if a[1] is not None}
+                         for i in range(n)]
+        return predictions, probabilities if any(probabilities) else None
 
 
 def _plain(v: Any) -> Any:
-    return v.item() if hasattr(v, "item") else v
+    v = v.item() if hasattr(v, "item") else v
+    return float(v) if isinstance(v, float) else v
 
 
 # --- request schema from the training schema --------------------------------------------------------------------
 
 
+def takes_rows(run: Run) -> bool:
+    """Whether the model reads raw table rows (``{"rows": ...}``) rather than arrays (``{"inputs": ...}``)."""
+    pre = run.preprocessor
+    return hasattr(pre, "features") and getattr(pre, "array", None) is None
+
+
 def request_model(run: Run, max_rows: int) -> type[BaseModel]:
     """``{"rows": [...]}`` with one required field per training column, or ``{"inputs": [...]}`` for arrays."""
     pre = run.preprocessor
-    if isinstance(pre, TablePreprocessor):
+    if takes_rows(run):
         fields: dict[str, Any] = {}
-        for i, col in enumerate(pre.columns):
-            if col.kind == "numeric":
-                kind: Any = float | None
-                doc = f"number (missing: null, imputed with {col.fill:g})"
-            elif col.kind == "boolean":
-                kind = bool | float | str | None
+        for i, col in enumerate(pre.features):
+            if isinstance(col, BinaryFeature):
+                kind: Any = bool | float | str | None
                 doc = "true/false (missing: null)"
-            else:
+            elif isinstance(col, NumericFeature):
+                kind = float | None
+                doc = f"number (missing: null, imputed with {col.fill:g})"
+            elif isinstance(col, CategoryFeature):
                 kind = str | int | float | bool | None
                 doc = "one of: " + ", ".join(map(str, col.categories[:20])) + " (unseen or null: handled as unknown)"
+            else:
+                kind = str | None
+                doc = f"{col.type} (missing: null)"
             # Columns may not be Python identifiers: the alias carries the real name.
             fields[f"f{i}"] = (kind, Field(..., alias=col.name, description=doc))
         row = create_model("Row", __config__=ConfigDict(extra="allow", populate_by_name=False), **fields)
         return create_model("PredictRequest", __config__=ConfigDict(extra="forbid"),
                             rows=(list[row], Field(..., min_length=1, max_length=max_rows,  # type: ignore[valid-type]
                                                    description="raw rows with the training columns")))
-    shape = getattr(pre, "shape", None)
+    shape = getattr(getattr(pre, "array", None), "shape", None)
     each = f"a nested list of shape {'x'.join(map(str, shape))}" if shape else "one input array"
     return create_model("PredictRequest", __config__=ConfigDict(extra="forbid"),
                         inputs=(list[Any], Field(..., min_length=1, max_length=max_rows,
@@ -213,7 +228,7 @@ def build_app(run: Run, backend: Literal["torch", "onnx"] = "torch", token: str 
     for w in warnings:
         log.warning("environment differs from training: %s", w)
     executor = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="predict")
-    tables = isinstance(run.preprocessor, TablePreprocessor)
+    tables = takes_rows(run)
     Request_ = request_model(run, max_rows)
     started = time.time()
 

@@ -320,4 +320,6 @@ _CHECKS_FOR = {
     "forecast": (_lr_too_high, _lr_too_low, _underfitting, _overfitting, _gradients, _dead_units),
     "language_model": (_lr_too_high, _lr_too_low, _underfitting, _overfitting, _gradients),
     "generation": (_lr_too_high, _gradients),
+    # Several targets: the summed loss has no single baseline, so only the checks that do not need one.
+    "multi_target": (_lr_too_high, _gradients, _dead_units, _duplicates),
 }

@@ -26,8 +26,15 @@ class Facts:
         self.grad_norms: list[dict[str, float]] = read_json(diag).get("grad_norms", []) if diag.is_file() else []
         pre = read_json(run_dir / "preprocess.json")
         self.pre, self.splits = pre.get("preprocessor", {}), pre.get("splits", {})
-        self.task = self.pre.get("task") or self.config.data.task
-        self.classes = self.pre.get("classes") or []
+        outputs = self.pre.get("outputs") or []
+        # The doctor reads one target: the run's only one, or the first of several.
+        first = outputs[0] if outputs else {}
+        self.target = first.get("name") or self.pre.get("target")
+        self.task = ({"category": "classification", "number": "regression"}.get(first.get("type"))
+                     or self.pre.get("task") or self.config.data.task)
+        if len(outputs) > 1:
+            self.task = "multi_target"
+        self.classes = first.get("classes") or self.pre.get("classes") or []
         self._data_tried = False
         self._data: tuple | None = None
 
@@ -45,8 +52,9 @@ class Facts:
         return self._data
 
     def _load_data(self) -> tuple[Any, np.ndarray]:
-        from palaestra.data.preprocess import _is_na_token
-        from palaestra.data.sources import ArrayData, read_source
+        from palaestra.data.features.base import is_missing
+        from palaestra.data.raw import ArrayData
+        from palaestra.data.sources import read_source
 
         raw = self._raw if self._raw is not None else read_source(self.config.data.source)
         n = max((max(v) for v in self.splits.values() if v), default=-1) + 1
@@ -54,11 +62,11 @@ class Facts:
             y = np.asarray(raw.y)
             features: Any = raw.x
         else:
-            target = self.pre["target"]
+            target = self.target
             # the same rows the data stage kept: those with a target value, renumbered from 0
-            raw = raw.loc[~_is_na_token(raw[target]).to_numpy()].reset_index(drop=True)
+            raw = raw.loc[~is_missing(raw[target]).to_numpy()].reset_index(drop=True)
             y = raw[target].to_numpy()
-            features = raw[[c["name"] for c in self.pre.get("columns", [])]]
+            features = raw[[c["name"] for c in self.pre.get("inputs", [])]]
             if features.shape[1] == 0:
                 raise ValueError("the run uses none of the source's columns")
         if len(y) < n:
@@ -73,7 +81,7 @@ class Facts:
     def split(self, name: str) -> tuple[Any, np.ndarray] | None:
         """One split's ``(raw features, encoded target)``; None where the data checks do not apply."""
         # Rows of a table or an array are independent examples; windows of a series or a text are not.
-        if self.pre.get("kind") not in ("table", "array") or self.task not in ("classification", "regression"):
+        if self.pre.get("kind") != "features" or self.task not in ("classification", "regression"):
             return None
         data = self.data()
         idx = np.asarray(self.splits.get(name, []), dtype=np.int64)

@@ -59,6 +59,16 @@ class MetricSet:
                                              "r2": R.R2Score()}, compute_groups=False)
         self.metrics.to(device)
 
+    @property
+    def all_metrics(self) -> list:
+        return list(self.metrics.values())
+
+    @property
+    def names(self) -> list[str]:
+        """The scalar metrics ``compute`` returns (what the loop logs as ``val_<name>``)."""
+        extra = {"classification": [], "language_model": ["bits_per_char"]}.get(self.task, ["rmse"])
+        return [k for k in self.metrics.keys() if k != "confusion_matrix"] + extra
+
     def update(self, outputs: torch.Tensor, target: torch.Tensor) -> None:
         outputs = outputs.detach().float()
         if self.task == "language_model":  # outputs (B, T, V) logits, target (B, T) ids: too large to gather
@@ -106,5 +116,58 @@ class MetricSet:
         self.metrics.reset()
 
 
+class MultiMetricSet:
+    """One ``MetricSet`` per target, each fed its own columns of the outputs and its column of the target.
+
+    ``compute()`` returns one block per target: ``{"price": {"mae": ...}, "kind": {"accuracy": ...}}``.
+    """
+
+    def __init__(self, names: list[str], parts: list[MetricSet], widths: list[int]):
+        self.names_of_targets, self.parts = names, parts
+        self.spans = []
+        start = 0
+        for w in widths:
+            self.spans.append((start, start + w))
+            start += w
+
+    @property
+    def all_metrics(self) -> list:
+        return [m for part in self.parts for m in part.metrics.values()]
+
+    @property
+    def names(self) -> list[str]:
+        return [f"{name}_{m}" for name, part in zip(self.names_of_targets, self.parts, strict=True) for m in part.names]
+
+    def update(self, outputs: torch.Tensor, target: torch.Tensor) -> None:
+        for j, (part, (start, stop)) in enumerate(zip(self.parts, self.spans, strict=True)):
+            column = target[:, j]
+            part.update(outputs[:, start:stop], column.long() if part.task == "classification" else column)
+
+    def compute(self) -> dict[str, Any]:
+        return {name: part.compute() for name, part in zip(self.names_of_targets, self.parts, strict=True)}
+
+    def reset(self) -> None:
+        for part in self.parts:
+            part.reset()
+
+
+def metric_set(spec: Any, target_mean: float = 0.0, target_std: float = 1.0,
+               device: torch.device | str = "cpu") -> MetricSet | MultiMetricSet:
+    """The metrics of a run's task: one ``MetricSet``, or one per target for several targets."""
+    outputs = getattr(spec, "outputs", None) or []
+    if len(outputs) <= 1:
+        return MetricSet(spec.task, spec.n_outputs, target_mean, target_std, spec.classes, device)
+    parts = [MetricSet(o["task"], o["width"], o.get("mean", 0.0), o.get("std", 1.0), o.get("classes"), device)
+             for o in outputs]
+    return MultiMetricSet([o["name"] for o in outputs], parts, [o["width"] for o in outputs])
+
+
 def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
-    return {k: v for k, v in metrics.items() if isinstance(v, float)}
+    """The float-valued metrics; a block per target is flattened to ``TARGET_METRIC`` names."""
+    out: dict[str, float] = {}
+    for k, v in metrics.items():
+        if isinstance(v, float):
+            out[k] = v
+        elif isinstance(v, dict):
+            out.update({f"{k}_{name}": value for name, value in v.items() if isinstance(value, float)})
+    return out

@@ -1,6 +1,7 @@
-"""Stage 2: model design. Families register themselves in ``registry``."""
+"""Stage 2: model design. Every built-in family is imported here, so importing ``palaestra.models`` (or any
+module in it) registers them all in ``registry.FAMILIES``."""
 
 from palaestra.models import cnn, gan, mlp, rnn, transformer  # noqa: F401  (register the built-in families)
-from palaestra.models.registry import FAMILIES, build_model, register
+from palaestra.models.registry import FAMILIES, Family, build_model, register, resolve_family
 
-__all__ = ["FAMILIES", "build_model", "register"]
+__all__ = ["FAMILIES", "Family", "build_model", "register", "resolve_family"]

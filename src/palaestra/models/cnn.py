@@ -38,9 +38,9 @@ class CNN(nn.Module):
         return self.head(self.body(self.dropout(z)))
 
 
-@register("cnn", kinds=("image", "sequence", "tokens"), default_for=("image", "sequence"))
+@register("cnn", kinds=("image", "sequence"), default_for=("image", "sequence"), channels_last=True)
 def build_cnn(spec: FeatureSpec, cfg: ModelConfig) -> nn.Module:
-    if spec.kind in ("sequence", "tokens"):
+    if spec.kind == "sequence":
         from palaestra.models.cnn1d import build_cnn1d
 
         return build_cnn1d(spec, cfg)

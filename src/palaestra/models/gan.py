@@ -20,8 +20,8 @@ from torch import nn
 
 from palaestra.config import ModelConfig
 from palaestra.data.spec import FeatureSpec
+from palaestra.hooks import Callback
 from palaestra.models.registry import register
-from palaestra.training.callbacks import Callback
 
 # The DCGAN paper's optimizer: used when the config does not name one.
 GAN_OPTIMIZER = {"name": "adam", "lr": 2e-4, "betas": (0.5, 0.999), "weight_decay": 0.0}
@@ -201,6 +201,11 @@ def _example() -> tuple[FeatureSpec, tuple[torch.Tensor, ...], torch.Tensor]:
     return spec, (torch.rand(12, 1, 8, 8, generator=g) * 2 - 1,), torch.ones(12)
 
 
-@register("gan", kinds=("generation",), default_for=("generation",), example=_example)
+# The DCGAN paper's optimizer, and no early stopping: the adversarial losses do not measure sample quality.
+GAN_DEFAULTS = {**{f"optimizer.{k}": v for k, v in GAN_OPTIMIZER.items()}, "train.early_stopping": None,
+                "train.restore_best": False}
+
+
+@register("gan", kinds=("generation",), default_for=("generation",), example=_example, defaults=GAN_DEFAULTS)
 def build_gan(spec: FeatureSpec, cfg: ModelConfig) -> nn.Module:
     return GAN(list(spec.input_shape or []), cfg.latent_dim, cfg.channels[0], cfg.hidden, cfg.dropout)

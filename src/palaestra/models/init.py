@@ -6,6 +6,7 @@ from pathlib import Path
 
 from torch import nn
 
+from palaestra.artifacts import read_weights
 from palaestra.config import ModelConfig, PretrainedInit
 from palaestra.errors import ConfigError
 
@@ -43,8 +44,6 @@ def load_pretrained(model: nn.Module, init: PretrainedInit) -> list[str]:
 
     Returns the names that were not loaded (e.g. a head with a different number of classes).
     """
-    from palaestra.runs import read_weights
-
     weights = read_weights(Path(init.from_))
     own = model.state_dict()
     loaded, skipped = {}, []

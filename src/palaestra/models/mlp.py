@@ -1,6 +1,8 @@
-"""Multi-layer perceptron for tables: embeddings for high-cardinality categories, then dense layers."""
+"""The ``mlp`` family: the feature model for tables (``models.tabular``), and a dense network for flat arrays."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -9,38 +11,23 @@ from palaestra.config import ModelConfig
 from palaestra.data.spec import FeatureSpec
 from palaestra.models.layers import dense_stack
 from palaestra.models.registry import register
+from palaestra.models.tabular import build_tabular
 
 
-class MLP(nn.Module):
-    """``forward(numeric (B, n_numeric), categorical (B, n_embedded))`` -> ``(B, n_outputs)`` logits or values."""
+class VectorMLP(nn.Module):
+    """Dense layers over a flat float array: ``forward(x (B, ...))`` -> ``(B, n_outputs)``."""
 
-    def __init__(self, n_numeric: int, embeddings: list[tuple[int, int]], hidden: list[int], n_outputs: int,
-                 activation: str = "relu", dropout: float = 0.0):
+    def __init__(self, n_in: int, hidden: list[int], n_outputs: int, activation: str = "relu", dropout: float = 0.0):
         super().__init__()
-        self.embeddings = nn.ModuleList(nn.Embedding(card, dim) for card, dim in embeddings)
-        n_in = n_numeric + sum(dim for _, dim in embeddings)
         self.body, width = dense_stack(n_in, hidden, activation, dropout)
         self.head = nn.Linear(width, n_outputs)
 
-    def forward(self, numeric: torch.Tensor, categorical: torch.Tensor | None = None) -> torch.Tensor:
-        if len(self.embeddings):
-            parts = [numeric] + [emb(categorical[:, i]) for i, emb in enumerate(self.embeddings)]
-            numeric = torch.cat(parts, dim=1)
-        return self.head(self.body(numeric))
-
-
-class VectorMLP(MLP):
-    """MLP over a flat float array: ``forward(x (B, F))``."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x.flatten(1)))
 
 
 @register("mlp", kinds=("table", "vector", "image"), default_for=("table", "vector"))
 def build_mlp(spec: FeatureSpec, cfg: ModelConfig) -> nn.Module:
     if spec.kind == "table":
-        return MLP(spec.n_numeric, spec.embeddings, cfg.hidden, spec.n_outputs, cfg.activation, cfg.dropout)
-    n_in = 1
-    for d in spec.input_shape or []:
-        n_in *= d
-    return VectorMLP(n_in, [], cfg.hidden, spec.n_outputs, cfg.activation, cfg.dropout)
+        return build_tabular(spec, cfg, cfg.text_encoder if cfg.text_encoder != "auto" else "bag")
+    return VectorMLP(math.prod(spec.input_shape or [1]), cfg.hidden, spec.n_outputs, cfg.activation, cfg.dropout)

@@ -1,20 +1,28 @@
-"""Model families by name. A family is a function ``(spec, model_config) -> nn.Module``.
+"""Model families by name. A family is a function ``(spec, model_config) -> nn.Module`` plus what it declares.
 
-Each family declares the data kinds it accepts, so ``family: auto`` picks by the data and a mismatch is a
-plain error rather than a shape crash deep in ``forward``.
+Each family declares the data kinds it accepts (so ``family: auto`` picks by the data and a mismatch is a
+plain error rather than a shape crash deep in ``forward``) and its capabilities, which shared code reads
+instead of testing the family's name:
+
+- ``defaults``: config values the family needs unless the user set them (``{"train.grad_clip": 1.0}``);
+- the model's own training step, if any: a ``custom_training(run_dir) -> (step_fn, callbacks)`` method on
+  the module it builds (the GAN's alternating step and its sample monitor);
+- ``channels_last``: whether its 2-D convolutions train faster in the NHWC memory layout.
 """
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from torch import nn
 
 from palaestra.config import ModelConfig
 from palaestra.data.spec import FeatureSpec
 from palaestra.errors import ConfigError
+from palaestra.models.init import initialize
 
 
 @dataclass(frozen=True)
@@ -25,16 +33,19 @@ class Family:
     default_for: tuple[str, ...] = ()  # data kinds for which `auto` picks it
     # () -> (FeatureSpec, inputs, target): a tiny example for the shared contract test, for kinds it cannot make
     example: Callable[[], tuple] | None = None
+    defaults: dict[str, Any] = field(default_factory=dict)  # dotted config path -> value, unless the user set it
+    channels_last: bool = False
 
 
 FAMILIES: dict[str, Family] = {}
 
 
-def register(name: str, kinds: tuple[str, ...], default_for: tuple[str, ...] = (), example: Callable[[], tuple] | None = None):
+def register(name: str, kinds: tuple[str, ...], default_for: tuple[str, ...] = (), example: Callable[[], tuple] | None = None,
+             defaults: dict[str, Any] | None = None, channels_last: bool = False):
     """Decorator: ``@register("mlp", kinds=("table", "vector"), default_for=("table", "vector"))``."""
 
     def deco(fn: Callable[[FeatureSpec, ModelConfig], nn.Module]):
-        FAMILIES[name] = Family(name, fn, kinds, default_for, example)
+        FAMILIES[name] = Family(name, fn, kinds, default_for, example, dict(defaults or {}), channels_last)
         return fn
 
     return deco
@@ -64,9 +75,6 @@ def build_model(spec: FeatureSpec, cfg: ModelConfig) -> nn.Module:
     >>> sum(p.numel() for p in build_model(spec, ModelConfig(hidden=[8], dropout=0.0)).parameters())
     67
     """
-    from palaestra.models import cnn, gan, mlp, rnn, transformer  # noqa: F401  (registers the built-in families)
-    from palaestra.models.init import initialize
-
     model = FAMILIES[resolve_family(spec, cfg)].build(spec, cfg)
     initialize(model, cfg)
     return model

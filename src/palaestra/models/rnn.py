@@ -10,10 +10,11 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from palaestra.config import Config, EarlyStoppingConfig, ModelConfig, OptimizerConfig
+from palaestra.config import ModelConfig
 from palaestra.data.spec import FeatureSpec
 from palaestra.errors import ConfigError
 from palaestra.models.registry import register
+from palaestra.models.tabular import build_text_table
 
 RECURRENT = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 # Exploding gradients are the recurrent models' classic failure: clip unless the user chose otherwise.
@@ -62,6 +63,8 @@ class RecurrentNet(nn.Module):
 
 def _build(cell: str):
     def build(spec: FeatureSpec, cfg: ModelConfig) -> nn.Module:
+        if spec.kind == "table":  # a table's text columns are read by this family
+            return build_text_table(spec, cfg, cell)
         lm = spec.task == "language_model"
         if lm and cfg.bidirectional:
             raise ConfigError("a language model cannot be bidirectional (it would read the characters it predicts); "
@@ -77,24 +80,4 @@ def _build(cell: str):
 
 
 for _name in RECURRENT:
-    register(_name, kinds=("sequence", "tokens"))(_build(_name))
-
-
-def family_defaults(config: Config) -> Config:
-    """Fill defaults that depend on the family, unless the user set them: clipping for recurrent models,
-    the DCGAN optimizer and no early stopping for the GAN. Written into the resolved config."""
-    # "Unless set" is judged by value (a config passes through YAML, which forgets what was typed), so
-    # an explicit `grad_clip: null` on a recurrent model still clips: set a large value to switch it off.
-    family = config.model.family
-    train, opt = config.train, config.optimizer
-    if family in RECURRENT and train.grad_clip is None:
-        train = train.model_copy(update={"grad_clip": DEFAULT_GRAD_CLIP})
-    if family == "gan":
-        from palaestra.models.gan import GAN_OPTIMIZER
-
-        if opt == OptimizerConfig():
-            opt = OptimizerConfig(**GAN_OPTIMIZER)
-        if train.early_stopping == EarlyStoppingConfig():
-            # The adversarial losses do not measure sample quality: train for the configured epochs.
-            train = train.model_copy(update={"early_stopping": None, "restore_best": False})
-    return config.model_copy(update={"train": train, "optimizer": opt})
+    register(_name, kinds=("sequence", "tokens", "table"), defaults={"train.grad_clip": DEFAULT_GRAD_CLIP})(_build(_name))

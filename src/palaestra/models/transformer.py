@@ -7,25 +7,15 @@ the character language model.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
 from palaestra.config import ModelConfig
 from palaestra.data.spec import FeatureSpec
 from palaestra.errors import ConfigError
+from palaestra.models.positions import sinusoidal_positions
 from palaestra.models.registry import register
-
-
-def sinusoidal_positions(length: int, d_model: int) -> torch.Tensor:
-    """``(length, d_model)``: sin on even, cos on odd features (Vaswani et al., 2017)."""
-    pos = torch.arange(length, dtype=torch.float32)[:, None]
-    freq = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32) * (-math.log(10000.0) / d_model))
-    pe = torch.zeros(length, d_model)
-    pe[:, 0::2] = torch.sin(pos * freq)
-    pe[:, 1::2] = torch.cos(pos * freq)[:, : d_model // 2]
-    return pe
+from palaestra.models.tabular import build_text_table
 
 
 class TransformerNet(nn.Module):
@@ -78,8 +68,10 @@ class TransformerNet(nn.Module):
         return self.head(pooled)
 
 
-@register("transformer", kinds=("sequence", "tokens"), default_for=("tokens",))
+@register("transformer", kinds=("sequence", "tokens", "table"), default_for=("tokens",))
 def build_transformer(spec: FeatureSpec, cfg: ModelConfig) -> nn.Module:
+    if spec.kind == "table":  # a table's text columns are read by self-attention
+        return build_text_table(spec, cfg, "transformer")
     shape = spec.input_shape or [1, 1]
     vocab = int(spec.extra["vocab_size"]) if spec.kind == "tokens" else None
     return TransformerNet(shape[-1] if spec.kind == "sequence" else 1, shape[0], cfg.d_model, cfg.heads, cfg.layers,

@@ -1,4 +1,4 @@
-"""A small, fixed set of hooks, called from one place (``CallbackList``) in a fixed order.
+"""A small, fixed set of hooks (``palaestra.hooks``), called from one place (``CallbackList``) in a fixed order.
 
 Hooks: ``on_train_begin``, ``on_epoch_begin``, ``on_batch_end``, ``on_epoch_end``, ``on_train_end``.
 Callbacks keep no training state of their own: what must survive a resume lives in ``TrainState``.
@@ -17,19 +17,8 @@ from torch.profiler import record_function
 
 from palaestra.config import EarlyStoppingConfig
 from palaestra.errors import ConfigError
+from palaestra.hooks import HOOKS, Callback  # noqa: F401  (re-exported: the hook names)
 from palaestra.training.state import TrainState
-
-HOOKS = ("on_train_begin", "on_epoch_begin", "on_batch_end", "on_epoch_end", "on_train_end")
-
-
-class Callback:
-    per_batch = True  # False: ``on_batch_end`` is never called (kept off the per-step path)
-
-    def on_train_begin(self, state: TrainState) -> None: ...
-    def on_epoch_begin(self, state: TrainState) -> None: ...
-    def on_batch_end(self, state: TrainState, loss: torch.Tensor) -> None: ...
-    def on_epoch_end(self, state: TrainState, logs: dict[str, float]) -> None: ...
-    def on_train_end(self, state: TrainState) -> None: ...
 
 
 class CallbackList:

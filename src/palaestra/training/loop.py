@@ -11,9 +11,9 @@ import torch
 from torch import nn
 from torch.profiler import record_function
 
-from palaestra.distributed import reduce_sum
 from palaestra.evaluation.metrics import MetricSet, scalar_metrics
 from palaestra.training.callbacks import CallbackList
+from palaestra.training.parallel import reduce_sum
 from palaestra.training.state import TrainState
 
 Batch = tuple[torch.Tensor, ...]  # (input_1, ..., input_k, target)

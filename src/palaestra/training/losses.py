@@ -69,19 +69,63 @@ def class_weights(cfg: LossConfig, counts: torch.Tensor) -> torch.Tensor | None:
     return w
 
 
-def build_loss(cfg: LossConfig, spec: FeatureSpec, train_target: torch.Tensor) -> nn.Module:
-    """The training loss. ``train_target`` (encoded) is used for class weights."""
-    if spec.task == "language_model":
-        return TokenCrossEntropy(cfg.label_smoothing)
-    name = resolve_loss_name(cfg, spec.task)
+class MultiTargetLoss(nn.Module):
+    """The weighted sum of each target's loss on its own columns of the output.
+
+    ``target`` is ``(B, targets)`` float: class codes (exact in float32) or standardised values per column.
+    """
+
+    def __init__(self, losses: list[nn.Module], spans: list[tuple[int, int]], weights: list[float]):
+        super().__init__()
+        self.losses = nn.ModuleList(losses)
+        self.spans, self.weights = spans, weights
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        total = output.new_zeros(())
+        for j, (fn, (start, stop), w) in enumerate(zip(self.losses, self.spans, self.weights, strict=True)):
+            column = target[:, j]
+            if isinstance(fn, (nn.CrossEntropyLoss, BinaryCrossEntropy)):
+                column = column.long()
+            total = total + w * fn(output[:, start:stop], column)
+        return total
+
+
+def _single_loss(cfg: LossConfig, task: str, n_outputs: int, train_target: torch.Tensor, lenient: bool) -> nn.Module:
+    name = "auto" if lenient and cfg.name not in (CLASSIFICATION_LOSSES if task == "classification"
+                                                  else REGRESSION_LOSSES) else cfg.name
+    name = resolve_loss_name(cfg.model_copy(update={"name": name}), task)
     if name == "cross_entropy":
-        counts = torch.bincount(train_target, minlength=spec.n_outputs)
+        counts = torch.bincount(train_target.long(), minlength=n_outputs)
         return nn.CrossEntropyLoss(weight=class_weights(cfg, counts), label_smoothing=cfg.label_smoothing)
     if name == "bce":
-        if spec.n_outputs != 2:
-            raise ConfigError(f"loss 'bce' needs exactly two classes, found {spec.n_outputs}: use cross_entropy")
-        counts = torch.bincount(train_target, minlength=2)
+        if n_outputs != 2:
+            raise ConfigError(f"loss 'bce' needs exactly two classes, found {n_outputs}: use cross_entropy")
+        counts = torch.bincount(train_target.long(), minlength=2)
         w = class_weights(cfg, counts)
         return BinaryCrossEntropy(None if w is None else (w[1] / w[0]).reshape(()))
     fn = {"mse": nn.MSELoss(), "mae": nn.L1Loss(), "huber": nn.HuberLoss(delta=cfg.huber_delta)}[name]
     return RegressionLoss(fn)
+
+
+def build_loss(cfg: LossConfig, spec: FeatureSpec, train_target: torch.Tensor) -> nn.Module:
+    """The training loss. ``train_target`` (encoded) is used for class weights.
+
+    Several targets: each gets the loss of its task (``loss.name`` applies where it fits the task), summed with
+    ``loss.weights`` (default 1 each).
+    """
+    if spec.task == "language_model":
+        return TokenCrossEntropy(cfg.label_smoothing)
+    if not spec.multi_target:
+        return _single_loss(cfg, spec.task, spec.n_outputs, train_target, lenient=False)
+    names = [o["name"] for o in spec.outputs]
+    unknown = sorted(set(cfg.weights) - set(names))
+    if unknown:
+        raise ConfigError(f"loss.weights names {', '.join(unknown)}, which is not a target (targets: {', '.join(names)})")
+    if cfg.class_weights not in (None, "balanced"):
+        raise ConfigError("loss.class_weights as a list is for one target; with several use 'balanced' or null")
+    losses, spans, start = [], [], 0
+    for j, o in enumerate(spec.outputs):
+        losses.append(_single_loss(cfg, o["task"], o["width"], train_target[:, j], lenient=True))
+        spans.append((start, start + o["width"]))
+        start += o["width"]
+    return MultiTargetLoss(losses, spans, [float(cfg.weights.get(n, 1.0)) for n in names])

@@ -55,7 +55,9 @@ class Schedule:
     """A learning-rate schedule and when it steps: per batch (one-cycle) or per epoch (the rest)."""
 
     def __init__(self, cfg: ScheduleConfig, optimizer: torch.optim.Optimizer, lr: float, epochs: int,
-                 steps_per_epoch: int):
+                 steps_per_epoch: int, mode: str = "min"):
+        """``mode``: whether the monitored metric improves downwards (``min``: a loss) or upwards (``max``: an
+        accuracy); the plateau schedule lowers the learning rate when it stops improving in that direction."""
         self.name = cfg.name
         self.per_batch = cfg.name == "onecycle"
         self.scheduler: object | None
@@ -68,7 +70,7 @@ class Schedule:
                 optimizer, max_lr=cfg.max_lr or 10 * lr, total_steps=max(1, epochs * steps_per_epoch))
         elif cfg.name == "plateau":
             self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                optimizer, mode="min", factor=cfg.factor, patience=cfg.patience, min_lr=cfg.min_lr)
+                optimizer, mode=mode, factor=cfg.factor, patience=cfg.patience, min_lr=cfg.min_lr)
         else:
             self.scheduler = None
 

@@ -213,8 +213,8 @@ class Objective:
             from palaestra.data.splits import kfold_indices
 
             data = prepare_data(cfg.data, cfg.seed, embedding_dim=cfg.model.embedding_dim)
-            if data.spec.kind not in ("table", "vector", "image"):
-                raise ConfigError(f"tune.cv works on tables and arrays, not on '{data.spec.kind}' data")
+            if data.spec.task not in ("classification", "regression", "multi_target"):
+                raise ConfigError(f"tune.cv works on tables and arrays, not on {data.spec.task} data")
             pool = np.concatenate([data.train.index, data.val.index])
             y = None
             if data.spec.task == "classification":
@@ -346,8 +346,8 @@ def tune(config: Config | dict | str | Path | None, *, out: str | Path, storage:
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # failures reach the user as errors
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     rdb = open_storage(url)
-    base = config.to_dict()
-    base["train"]["progress"] = False
+    base = config.explicit()  # what the user set: family defaults still apply to what they left alone
+    base.setdefault("train", {})["progress"] = False
     best_params: dict[str, Any] = {}
     ran: list[int] = []
     for stage in stages:

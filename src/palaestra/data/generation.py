@@ -12,9 +12,8 @@ import numpy as np
 import torch
 
 from palaestra.config import DataConfig
-from palaestra.data.preprocess import PREPROCESSORS
-from palaestra.data.sources import ArrayData
-from palaestra.data.spec import FeatureSpec
+from palaestra.data.raw import ArrayData
+from palaestra.data.spec import FeatureSpec, PreparedData, Split
 from palaestra.errors import DataError
 
 
@@ -63,17 +62,8 @@ class GenerationPreprocessor:
         return cls(d["raw_shape"], d["shape"], d["low"], d["high"])
 
 
-PREPROCESSORS[GenerationPreprocessor.kind] = GenerationPreprocessor
-
-
-def claims(cfg: DataConfig, raw: Any) -> bool:
-    return cfg.task == "generation"
-
-
-def prepare(cfg: DataConfig, raw: Any, seed: int, notices: list[str]):
+def prepare(cfg: DataConfig, raw: Any, seed: int, notices: list[str]) -> PreparedData:
     """Every sample trains (the adversarial losses are not a validation score); labels, if any, are ignored."""
-    from palaestra.data.prepare import PreparedData, Split
-
     if not isinstance(raw, ArrayData):
         raise DataError("generation needs arrays: an .npz file with 'x', or a built-in image set such as digits")
     x = np.asarray(raw.x)
