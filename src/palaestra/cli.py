@@ -56,7 +56,8 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     """Options shared by ``train`` and ``tune``."""
     p.add_argument("config", nargs="?", help="YAML config file (optional: every field has a default)")
     p.add_argument("--data", help="data file (.csv .parquet .npz) or built-in dataset name")
-    p.add_argument("--target", help="target column")
+    p.add_argument("--target", action="append", default=None,
+                   help="target column (repeat for several targets trained together)")
     p.add_argument("--task", help="classification | regression | ... (default: inferred)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set optimizer.lr=0.01 (repeatable)")
@@ -67,7 +68,8 @@ def overrides_from(args: argparse.Namespace) -> list[str]:
     if args.data:
         items.append(f"data.source={json.dumps(args.data)}")
     if args.target:
-        items.append(f"data.target={json.dumps(args.target)}")
+        target = args.target[0] if len(args.target) == 1 else args.target
+        items.append(f"data.target={json.dumps(target)}")
     if args.task:
         items.append(f"data.task={args.task}")
     return items
@@ -85,12 +87,15 @@ def default_out(name: str) -> Path:
 
 
 def print_metrics(metrics: dict[str, Any], title: str, out=None) -> None:
+    """A metric table; with several targets, one row per target and metric (``price mae``)."""
     from rich.table import Table
 
     table = Table(title=title, show_header=True)
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for k, v in metrics.items():
+    rows = [(k, v) for k, v in metrics.items() if not isinstance(v, dict)]
+    rows += [(f"{k} {name}", value) for k, v in metrics.items() if isinstance(v, dict) for name, value in v.items()]
+    for k, v in rows:
         if isinstance(v, float):
             table.add_row(k, f"{v:.4f}")
         elif isinstance(v, int) and not isinstance(v, bool):

@@ -88,9 +88,11 @@ def torchrun_args(args: argparse.Namespace) -> list[str]:
 def worker_args(args: argparse.Namespace, out: Path | None) -> list[str]:
     """The ``palaestra train`` arguments each worker runs with: the user's, minus the launch options."""
     argv = ["train"] + ([args.config] if args.config else [])
-    for flag, value in (("--data", args.data), ("--target", args.target), ("--task", args.task)):
+    for flag, value in (("--data", args.data), ("--task", args.task)):
         if value:
             argv += [flag, value]
+    for target in args.target or []:
+        argv += ["--target", target]
     for item in args.overrides:
         argv += ["--set", item]
     if args.resume:

@@ -220,12 +220,6 @@ class Run:
         result["rows"] = int(len(split))
         return result
 
-    def export(self, format: str = "onnx", out: str | Path | None = None, tolerance: float | None = None) -> Path:
-        """Export the model (``onnx`` | ``torchscript``), checked against this run's outputs; returns the file."""
-        from palaestra.deployment.export import export
-
-        return export(self, format, out, tolerance)[0]
-
 
 def predictions_frame(decoded: list[Decoded]) -> pd.DataFrame:
     """Predictions as a frame: ``prediction`` and ``prob_<class>`` for one target; prefixed by the target's

@@ -16,6 +16,10 @@ from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics import classification as C
 from torchmetrics import regression as R
 
+from palaestra.training.loop import scalar_metrics
+
+__all__ = ["MetricSet", "MultiMetricSet", "metric_set", "scalar_metrics"]
+
 
 class MetricSet:
     """Accumulates model outputs batch by batch; ``compute()`` returns plain floats (and lists).
@@ -160,14 +164,3 @@ def metric_set(spec: Any, target_mean: float = 0.0, target_std: float = 1.0,
     parts = [MetricSet(o["task"], o["width"], o.get("mean", 0.0), o.get("std", 1.0), o.get("classes"), device)
              for o in outputs]
     return MultiMetricSet([o["name"] for o in outputs], parts, [o["width"] for o in outputs])
-
-
-def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
-    """The float-valued metrics; a block per target is flattened to ``TARGET_METRIC`` names."""
-    out: dict[str, float] = {}
-    for k, v in metrics.items():
-        if isinstance(v, float):
-            out[k] = v
-        elif isinstance(v, dict):
-            out.update({f"{k}_{name}": value for name, value in v.items() if isinstance(value, float)})
-    return out

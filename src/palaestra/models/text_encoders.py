@@ -79,7 +79,7 @@ class TransformerTextEncoder(nn.Module):
 
 def build_text_encoder(name: str, vocab_size: int, max_length: int, cfg: ModelConfig) -> nn.Module:
     """The encoder ``model.text_encoder`` names, sized by the model config (``embedding_dim``, ``hidden_size``...)."""
-    dim = cfg.embedding_dim or 32
+    dim = cfg.embedding_dim or 64  # measured: 64 beat 32 on a mixed table with a text column (issue 13 note)
     if name == "bag":
         return BagEncoder(vocab_size, dim)
     if name in RECURRENT:

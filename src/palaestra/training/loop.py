@@ -6,12 +6,12 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 from torch import nn
 from torch.profiler import record_function
 
-from palaestra.evaluation.metrics import MetricSet, scalar_metrics
 from palaestra.training.callbacks import CallbackList
 from palaestra.training.parallel import reduce_sum
 from palaestra.training.state import TrainState
@@ -26,9 +26,13 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def evaluate(model: nn.Module, batches: Iterable[Batch], loss_fn: nn.Module, metrics: MetricSet | None,
+def evaluate(model: nn.Module, batches: Iterable[Batch], loss_fn: nn.Module, metrics: Any,
              device: torch.device, precision: str = "fp32") -> dict:
-    """Mean loss and metrics over ``batches`` without building a graph (``torch.inference_mode``)."""
+    """Mean loss and metrics over ``batches`` without building a graph (``torch.inference_mode``).
+
+    The one evaluation path: the loop's validation, the test split, ``Run.evaluate`` and forecasting use it.
+    ``metrics`` is a ``palaestra.evaluation.metrics`` metric set (``reset``, ``update``, ``compute``) or None.
+    """
     was_training = model.training
     model.eval()
     total, count = torch.zeros((), device=device), 0
@@ -47,13 +51,24 @@ def evaluate(model: nn.Module, batches: Iterable[Batch], loss_fn: nn.Module, met
     return result
 
 
+def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """The float-valued metrics, as the loop logs them; a block per target is flattened to ``TARGET_METRIC``."""
+    out: dict[str, float] = {}
+    for k, v in metrics.items():
+        if isinstance(v, float):
+            out[k] = v
+        elif isinstance(v, dict):
+            out.update({f"{k}_{name}": value for name, value in v.items() if isinstance(value, float)})
+    return out
+
+
 def grad_norms(model: nn.Module) -> dict[str, float]:
     """Per-parameter gradient L2 norms (sampled once per epoch, for diagnostics)."""
     return {n: float(p.grad.detach().norm()) for n, p in model.named_parameters() if p.grad is not None}
 
 
 def fit(state: TrainState, epochs: int, loss_fn: nn.Module, val_batches: Iterable[Batch] | None,
-        val_metrics: MetricSet | None, callbacks: CallbackList, device: torch.device, precision: str = "fp32",
+        val_metrics: Any, callbacks: CallbackList, device: torch.device, precision: str = "fp32",
         grad_clip: float | None = None, scaler: torch.amp.GradScaler | None = None,
         step_fn: Callable[[TrainState, Batch], torch.Tensor] | None = None) -> TrainState:
     """Train ``state.model`` until ``epochs`` are done or a callback sets ``state.stop_reason``.

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from palaestra.artifacts import atomic_write, finite_json, write_json
+from palaestra.errors import ConfigError
 from palaestra.tuning.space import decode_params
 
 if TYPE_CHECKING:
@@ -42,6 +43,14 @@ def _locked(path: Path):
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def final_value(run, metric: str) -> float:
+    """The tuned validation metric of a finished trial's run."""
+    value = run.metrics.get("val", {}).get(metric.removeprefix("val_"))
+    if value is None:
+        raise ConfigError(f"tune.metric '{metric}' needs a validation split: set data.split.val above 0 or use tune.cv")
+    return float(value)
 
 
 def trial_rows(stage: Stage, label: str | None = None) -> list[dict[str, Any]]:
@@ -117,7 +126,6 @@ def _same_best(prev: dict[str, Any], info: dict[str, Any], run_dir: Path) -> boo
 def write_best(result: StudyResult, best_run: bool) -> list[Path]:
     """best.yaml, best.json and (optionally) best-run/: the winner as a runnable config and a run."""
     from palaestra.pipeline import train
-    from palaestra.tuning.study import _final_value
 
     best = result.best_trial
     stage = result.stages[-1]
@@ -139,7 +147,7 @@ def write_best(result: StudyResult, best_run: bool) -> list[Path]:
             run = train(config, out=run_dir, quiet=True)
             result.best_run = run
             config = run.config  # `auto` family and task resolved, as in any run's config.yaml
-            info["retrain_value"] = _final_value(run, result.metric)
+            info["retrain_value"] = final_value(run, result.metric)
         info["best_run"] = str(run_dir)
     header = [f"# best trial {best.number} of study '{stage.name}': {result.metric} = {best.value:.6g}"]
     if "cv_mean" in info:

@@ -30,6 +30,7 @@ import optuna
 from palaestra.config import Config, load_config, set_path
 from palaestra.errors import ConfigError, UserError
 from palaestra.training import callbacks as cb
+from palaestra.tuning.outputs import final_value
 from palaestra.tuning.space import Space, decode_params, grid_size, grid_space, parse_space, sample
 from palaestra.tuning.storage import default_storage, display_url, open_storage
 
@@ -158,13 +159,6 @@ class ReportToTrial(cb.Callback):
             raise optuna.TrialPruned(f"pruned after epoch {self.epochs}")
 
 
-def _final_value(run, metric: str) -> float:
-    value = run.metrics.get("val", {}).get(metric.removeprefix("val_"))
-    if value is None:
-        raise ConfigError(f"tune.metric '{metric}' needs a validation split: set data.split.val above 0 or use tune.cv")
-    return float(value)
-
-
 def _scalar_vals(run) -> dict[str, float]:
     return {f"val_{k}": float(v) for k, v in run.metrics.get("val", {}).items()
             if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)}
@@ -197,7 +191,7 @@ class Objective:
                     run = train(cfg, quiet=True, extra_callbacks=[report])
                 finally:
                     trial.set_user_attr("epochs", report.epochs)
-                value = _final_value(run, self.metric)
+                value = final_value(run, self.metric)
                 trial.set_user_attr("val", _scalar_vals(run))  # one attribute: each is a storage write
         except TrainingInterrupted:
             trial.set_user_attr("interrupted", True)  # retried when the study resumes
@@ -236,7 +230,7 @@ class Objective:
             report = ReportToTrial(trial, self.metric, prune=i == 0)
             run = train(cfg, source=self._raw, quiet=True, extra_callbacks=[report], split_override=split)
             epochs += report.epochs
-            values.append(_final_value(run, self.metric))
+            values.append(final_value(run, self.metric))
         mean, std = float(np.mean(values)), float(np.std(values))
         trial.set_user_attr("epochs", epochs)
         trial.set_user_attr("cv_values", values)
