@@ -134,3 +134,36 @@ def test_mlp_and_cnn_heads_follow_the_spec(task, n_outputs):
         spec.task, spec.n_outputs = task, n_outputs
         model = build_model(spec, _small_config())
         assert model(*inputs).shape == (B, n_outputs)
+
+
+def test_transformer_combiner_keeps_the_contract(tmp_path):
+    g = torch.Generator().manual_seed(3)
+    spec, inputs = _table(g)
+    target = _target(g)
+    cfg = _small_config().model_copy(update={"combiner": "transformer"})
+    torch.manual_seed(0)
+    model = build_model(spec, cfg)
+    assert type(model).__name__ == "FeatureTransformer"
+    assert model(*inputs).shape == (B, K)
+    assert_one_step_lowers_loss(model, spec, inputs, target)
+
+
+def test_families_declare_their_defaults_and_explicit_settings_win():
+    from palaestra.config import load_config
+    from palaestra.pipeline import resolve_config
+
+    spec = FeatureSpec(kind="sequence", task="classification", input_names=["x", "lengths"], n_outputs=2,
+                       input_shape=[10, 2], classes=[0, 1])
+    assert FAMILIES["gru"].defaults == {"train.grad_clip": 1.0}
+    clipped = resolve_config(load_config({"model": {"family": "gru"}}), spec)
+    assert clipped.train.grad_clip == 1.0
+    off = resolve_config(load_config({"model": {"family": "gru"}, "train": {"grad_clip": None}}), spec)
+    assert off.train.grad_clip is None  # `grad_clip: null` switches clipping off
+    own = resolve_config(load_config({"model": {"family": "gru"}}, ["train.grad_clip=5"]), spec)
+    assert own.train.grad_clip == 5.0
+    # The resolved config, saved and loaded again, trains the same way.
+    assert resolve_config(load_config(off.to_dict()), spec).train.grad_clip is None
+    gan = FeatureSpec(kind="generation", task="generation", input_names=["x"], n_outputs=1, input_shape=[1, 8, 8])
+    resolved = resolve_config(load_config({"model": {"family": "gan"}, "optimizer": {"lr": 0.001}}), gan)
+    assert resolved.optimizer.name == "adam" and resolved.optimizer.lr == 0.001  # the user's lr, the GAN's optimizer
+    assert resolved.train.early_stopping is None

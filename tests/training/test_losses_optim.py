@@ -101,3 +101,13 @@ def test_schedules():
     onecycle = _lrs(ScheduleConfig(name="onecycle"), epochs=4, steps=3)
     # Steps per batch: near its peak (10 x lr) after the warm-up third, then annealing down.
     assert 0.9 < onecycle[0] <= 1.0 and onecycle == sorted(onecycle, reverse=True) and onecycle[-1] < 0.05
+
+
+def test_plateau_schedule_follows_the_monitors_direction():
+    """With an accuracy monitor the plateau schedule must not cut the learning rate while accuracy improves."""
+    for mode, values, cut in (("max", [0.5, 0.6, 0.7, 0.8, 0.9], False), ("min", [0.5, 0.6, 0.7, 0.8, 0.9], True)):
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        schedule = Schedule(ScheduleConfig(name="plateau", patience=1, factor=0.5), opt, 1.0, 10, 1, mode=mode)
+        for v in values:
+            schedule.step_epoch(v)
+        assert (opt.param_groups[0]["lr"] < 1.0) == cut, mode

@@ -16,7 +16,7 @@ from palaestra.errors import DataError
 
 DAYS_PER_YEAR = 365.2425
 # (part, period): each becomes sin and cos of 2*pi*value/period
-CYCLES = (("month", 12), ("dayofweek", 7), ("day", 31), ("dayofyear", 366))
+CYCLES = (("month", 12), ("day_of_week", 7), ("day", 31), ("day_of_year", 366))
 TIME_CYCLES = (("hour", 24),)
 
 
