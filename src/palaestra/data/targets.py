@@ -22,11 +22,14 @@ def resolve_targets(cfg: DataConfig, raw: pd.DataFrame) -> list[str]:
     names = [given] if isinstance(given, str) else list(given)
     if len(set(names)) != len(names):
         raise DataError(f"a target is named twice: {', '.join(names)}")
+    missing = []
     for target in names:
         if target not in raw.columns:
             close = difflib.get_close_matches(target, [str(c) for c in raw.columns], n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise DataError(f"target column '{target}' not found{hint}; columns: {', '.join(map(str, raw.columns[:20]))}")
+            missing.append(f"'{target}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+    if missing:
+        raise DataError(f"target column{'s' if len(missing) > 1 else ''} {', '.join(missing)} not found; "
+                        f"columns: {', '.join(map(str, raw.columns[:20]))}")
     return names
 
 

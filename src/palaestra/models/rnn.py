@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
 
 from palaestra.config import ModelConfig
 from palaestra.data.spec import FeatureSpec
 from palaestra.errors import ConfigError
+from palaestra.models.recurrent import RECURRENT, final_state
 from palaestra.models.registry import register
 from palaestra.models.tabular import build_text_table
 
-RECURRENT = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 # Exploding gradients are the recurrent models' classic failure: clip unless the user chose otherwise.
 DEFAULT_GRAD_CLIP = 1.0
 
@@ -45,13 +44,7 @@ class RecurrentNet(nn.Module):
         if self.per_step:
             out, _ = self.rnn(x)  # (batch, time, hidden)
             return self.head(self.dropout(out))
-        if lengths is not None and bool((lengths < x.shape[1]).any()):  # packing only when some are padded
-            x = pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
-        _, h = self.rnn(x)
-        if isinstance(h, tuple):  # LSTM: (h, c)
-            h = h[0]
-        # h: (layers * directions, batch, hidden); the last layer's final state of each direction
-        summary = torch.cat(list(h[-self.directions:]), dim=-1)
+        summary = final_state(self.rnn, x, lengths, self.directions)
         return self.head(self.dropout(summary))
 
     @torch.no_grad()

@@ -78,7 +78,7 @@ class FeatureTransformer(nn.Module):
 
     def forward(self, numeric: torch.Tensor, categorical: torch.Tensor | None = None, *texts: torch.Tensor) -> torch.Tensor:
         tokens = self.tokenizer(numeric, categorical, texts)
-        h = torch.cat([self.cls.expand(len(tokens), -1, -1), tokens], dim=1)  # (batch, 1 + features, d_model)
+        h = torch.cat([self.cls.expand(tokens.size(0), -1, -1), tokens], dim=1)  # (batch, 1 + features, d_model)
         return self.head(torch.relu(self.norm(self.encoder(h)[:, 0])))
 
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
 
 from palaestra.config import ModelConfig
 from palaestra.errors import ConfigError
 from palaestra.models.positions import sinusoidal_positions
+from palaestra.models.recurrent import RECURRENT, final_state
 
 TEXT_ENCODERS = ("bag", "gru", "lstm", "rnn", "transformer")
-RECURRENT = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 
 def _mask(ids: torch.Tensor) -> torch.Tensor:
@@ -46,12 +45,7 @@ class RecurrentEncoder(nn.Module):
         self.width = hidden_size * self.directions
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        lengths = _mask(ids).sum(1).clamp(min=1)
-        x = pack_padded_sequence(self.embed(ids), lengths.cpu(), batch_first=True, enforce_sorted=False)
-        _, h = self.rnn(x)
-        if isinstance(h, tuple):  # LSTM: (h, c)
-            h = h[0]
-        return torch.cat(list(h[-self.directions:]), dim=-1)  # the last layer's final state per direction
+        return final_state(self.rnn, self.embed(ids), _mask(ids).sum(1), self.directions)
 
 
 class TransformerTextEncoder(nn.Module):
