@@ -38,25 +38,28 @@ def prune_model(model: nn.Module, fraction: float) -> list[tuple[nn.Module, str]
 
 
 def finetune(run: Run, model: nn.Module, epochs: int) -> None:
-    """A short fine-tune on the training split, while the pruning masks hold the pruned weights at zero."""
-    from palaestra.data.prepare import prepare_data, resolve_layout
-    from palaestra.training.losses import build_loss
-    from palaestra.training.optim import build_optimizer
+    """A short fine-tune on the training split, while the pruning masks hold the pruned weights at zero.
 
-    data = prepare_data(resolve_layout(run.config), run.config.seed, embedding_dim=run.config.model.embedding_dim)
-    loss_fn = build_loss(run.config.loss, run.spec, data.train.target)
-    optimizer = build_optimizer(model.parameters(), run.config.optimizer)
-    g = torch.Generator().manual_seed(run.config.seed)
-    bs = run.config.train.batch_size
-    model.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(data.train), generator=g)
-        for start in range(0, len(order), bs):
-            idx = order[start:start + bs]
-            optimizer.zero_grad()
-            loss = loss_fn(model(*(t[idx] for t in data.train.inputs)), data.train.target[idx])
-            loss.backward()
-            optimizer.step()
+    It is the training loop itself (``training.loop.fit``) with the run's loss, optimizer, batch size and
+    gradient clipping, for ``epochs`` epochs, with no validation, checkpoints or early stopping.
+    """
+    from palaestra.config import ScheduleConfig
+    from palaestra.data.batching import TensorBatcher
+    from palaestra.data.prepare import prepare_data, resolve_layout
+    from palaestra.training.callbacks import CallbackList
+    from palaestra.training.loop import fit
+    from palaestra.training.losses import build_loss
+    from palaestra.training.optim import Schedule, build_optimizer
+    from palaestra.training.state import TrainState
+
+    cfg = run.config
+    data = prepare_data(resolve_layout(cfg), cfg.seed, embedding_dim=cfg.model.embedding_dim)
+    loss_fn = build_loss(cfg.loss, run.spec, data.train.target)
+    optimizer = build_optimizer(model.parameters(), cfg.optimizer)
+    batcher = TensorBatcher(data.train.tensors, cfg.train.batch_size, shuffle=True, seed=cfg.seed)
+    schedule = Schedule(ScheduleConfig(), optimizer, cfg.optimizer.lr, epochs, len(batcher))
+    state = TrainState(model, optimizer, schedule, batcher, monitor="train_loss")
+    fit(state, epochs, loss_fn, None, None, CallbackList([]), torch.device("cpu"), grad_clip=cfg.train.grad_clip)
     model.eval()
 
 
