@@ -11,14 +11,12 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
-
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load as st_load
-from safetensors.torch import save as st_save
+from typing import TYPE_CHECKING, Any
 
 from palaestra.errors import ArtifactError
+
+if TYPE_CHECKING:  # torch is imported where tensors are read or written: commands that only read JSON stay fast
+    import torch
 
 MANIFEST = "manifest.json"
 
@@ -90,6 +88,8 @@ def read_json(path: str | Path) -> Any:
 
 
 def tensors_to_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
+    from safetensors.torch import save as st_save
+
     return st_save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=metadata)
 
 
@@ -98,6 +98,9 @@ def write_tensors(path: str | Path, tensors: dict[str, torch.Tensor]) -> None:
 
 
 def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load as st_load
+
     path = Path(path)
     try:
         return st_load(path.read_bytes())
@@ -109,6 +112,9 @@ def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
 
 def tensors_from_bytes(data: bytes, source: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Tensors and the string metadata of a safetensors blob already in memory (e.g. after a checksum)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load as st_load
+
     try:
         tensors = st_load(data)
         # The format: an 8-byte little-endian header length, then the JSON header holding "__metadata__".

@@ -184,6 +184,8 @@ class TrainConfig(_Section):
     batch_size: int = Field(32, ge=1)
     early_stopping: EarlyStoppingConfig | None = EarlyStoppingConfig()
     stop_at: dict[str, float] | None = None
+    # A time budget in seconds: training ends after the step that crosses it (best weights, full run directory).
+    time_limit: float | None = Field(None, gt=0)
     restore_best: bool = True  # end with the weights of the best monitored epoch
     grad_clip: float | None = Field(None, gt=0)
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"

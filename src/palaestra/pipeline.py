@@ -229,6 +229,8 @@ def build_callbacks(config: Config, parts: Parts, save, run_dir: Path | None, fl
         callbacks.append(cb.EarlyStopping(es))
     if config.train.stop_at:
         callbacks.append(cb.StopAtTarget(config.train.stop_at))
+    if config.train.time_limit:
+        callbacks.append(cb.TimeLimit(config.train.time_limit))
     if save:
         callbacks.append(cb.Checkpoint(save, config.train.checkpoint_every_steps))
     callbacks.extend(extra)

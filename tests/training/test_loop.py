@@ -280,3 +280,17 @@ def test_evaluate_is_the_sample_weighted_mean_loss():
     with torch.no_grad():
         want = float(F.cross_entropy(model(x), y))
     assert got["loss"] == pytest.approx(want, rel=1e-6)
+
+
+def test_time_limit_ends_training_gracefully_with_a_full_run_directory(tmp_path):
+    from testkit import tiny
+
+    from palaestra.pipeline import train
+    from palaestra.runs import Run, read_state
+
+    cfg = tiny("penguins", epochs=10_000, train={"time_limit": 0.5, "batch_size": 8})
+    run = train(cfg, out=tmp_path / "run", quiet=True)
+    assert run.metrics["stop_reason"].startswith("time limit")
+    assert 1 <= run.metrics["epochs"] < 10_000
+    assert read_state(tmp_path / "run") == "complete"
+    assert Run.load(tmp_path / "run").metrics["test"]["accuracy"] > 0

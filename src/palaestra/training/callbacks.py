@@ -127,6 +127,24 @@ class StopAtTarget(Callback):
             state.stop_reason = "target reached: " + ", ".join(reached)
 
 
+class TimeLimit(Callback):
+    """Ends training once ``seconds`` have passed since it started (or resumed), after the current step."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.deadline = math.inf
+
+    def on_train_begin(self, state: TrainState) -> None:
+        self.deadline = time.monotonic() + self.seconds
+
+    def on_batch_end(self, state: TrainState, loss: torch.Tensor) -> None:
+        if time.monotonic() >= self.deadline and not state.should_stop:
+            state.stop_reason = f"time limit: train.time_limit of {self.seconds:g} s reached in epoch {state.epoch + 1}"
+
+    def on_epoch_end(self, state: TrainState, logs: dict[str, float]) -> None:
+        self.on_batch_end(state, None)
+
+
 class LRSchedule(Callback):
     """Steps the learning-rate schedule: per batch for one-cycle, per epoch for the others."""
 

@@ -120,6 +120,8 @@ def fit(state: TrainState, epochs: int, loss_fn: nn.Module, val_batches: Iterabl
                 seen += n
                 state.epoch_loss = (running, seen)  # so a mid-epoch checkpoint holds the epoch's running loss
                 callbacks.on_batch_end(state, loss)
+                if state.stop_reason is not None:  # e.g. a time limit: end the epoch after this step
+                    break
         state.epoch_loss = None
         loss_sum = torch.tensor(running, dtype=torch.float64) if on_cpu else running
         loss_sum, seen = reduce_sum(loss_sum, seen, model)  # data-parallel: the mean over every rank's samples
