@@ -136,7 +136,8 @@ class Prepared:
 def prepare(config: dict[str, Any], raw: Any = None) -> Prepared:
     """The tensors and resolved config that ``pipeline.train`` itself would train on (outside any timing)."""
     from palaestra.config import load_config
-    from palaestra.data.prepare import prepare_data, resolve_layout
+    from palaestra.data.prepare import prepare_data
+    from palaestra.models import resolve_layout
     from palaestra.pipeline import resolve_config
 
     cfg = load_config(config)

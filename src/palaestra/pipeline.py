@@ -23,11 +23,11 @@ from torch import nn
 from palaestra.artifacts import atomic_write, finite_json, write_json, write_manifest, write_tensors
 from palaestra.config import Config, build_config, load_config, read_yaml, set_path
 from palaestra.data.batching import LoaderBatcher, TensorBatcher
-from palaestra.data.prepare import prepare_data, resolve_layout
+from palaestra.data.prepare import prepare_data
 from palaestra.data.spec import FeatureSpec, PreparedData
 from palaestra.errors import ConfigError, UserError
 from palaestra.evaluation.metrics import metric_set
-from palaestra.models import FAMILIES, build_model, resolve_family
+from palaestra.models import FAMILIES, build_model, resolve_family, resolve_layout
 from palaestra.runs import Run, RunIndex, read_state, set_state
 from palaestra.training import callbacks as cb
 from palaestra.training.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
@@ -234,8 +234,8 @@ def build_callbacks(config: Config, parts: Parts, save, run_dir: Path | None, fl
     if save:
         callbacks.append(cb.Checkpoint(save, config.train.checkpoint_every_steps))
     callbacks.extend(extra)
-    custom = getattr(parts.model, "custom_training", None)  # e.g. a GAN's alternating step and its sample grids
-    step_fn, model_callbacks = custom(run_dir) if custom is not None else (None, [])
+    own = FAMILIES[config.model.family].training  # e.g. a GAN's alternating step and its sample grids
+    step_fn, model_callbacks = own(parts.model, run_dir) if own is not None else (None, [])
     callbacks.extend(model_callbacks)
     callbacks.append(_InterruptCheck(flag, save))
     if config.train.progress and not quiet:

@@ -84,11 +84,13 @@ def test_inference_types_columns_and_keeps_long_text_and_dates():
         "flag": ["true", "false"] * (n // 2),
         "size": np.arange(n) * 1.5,
         "colour": ["red", "blue", "green"] * (n // 3),
+        "title": [f"The {w} of {v}" for w, v in zip(["Night", "Dawn", "Sea", "Road"] * 15, range(n), strict=True)],
+        "city": [f"New {c}" for c in ["York", "Delhi", "Haven"] * (n // 3)],
     })
     types = {c: infer_column(c, frame[c]) for c in frame.columns}
     # A distinct value per row is an identifier unless it is running text or a date.
     assert types == {"id": None, "note": "text", "when": "datetime", "flag": "binary", "size": "numeric",
-                     "colour": "category"}
+                     "colour": "category", "title": "text", "city": "category"}
 
 
 @pytest.mark.parametrize("kind,values", [("category", ["b", "a", "c", "a"]), ("number", [1.5, -2.0, 3.25, 0.0])])

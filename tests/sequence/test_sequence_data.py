@@ -9,10 +9,11 @@ import pytest
 
 from palaestra.config import DataConfig, load_config
 from palaestra.data.features import ArrayFeature, FitOptions, input_from_dict
-from palaestra.data.prepare import prepare_data, resolve_layout
+from palaestra.data.prepare import prepare_data
 from palaestra.data.raw import SequenceArrays
 from palaestra.data.sources import ArrayData
 from palaestra.errors import DataError
+from palaestra.models import resolve_layout
 
 
 def _sequences(x):

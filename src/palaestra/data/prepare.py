@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from palaestra.config import Config, DataConfig
+from palaestra.config import DataConfig
 from palaestra.data import forecast, generation, text
 from palaestra.data.datasets import builtin_task
 from palaestra.data.features import (
@@ -33,7 +33,7 @@ from palaestra.data.splits import split_indices
 from palaestra.data.targets import resolve_targets
 from palaestra.errors import DataError
 
-__all__ = ["PreparedData", "TASKS", "prepare_data", "resolve_layout", "resolve_task"]
+__all__ = ["PreparedData", "TASKS", "prepare_data", "resolve_task"]
 
 # Tasks whose data is not typed features -> targets: each prepares its own examples.
 TASKS: dict[str, Callable[[DataConfig, Any, int, list[str]], PreparedData]] = {
@@ -42,23 +42,6 @@ TASKS: dict[str, Callable[[DataConfig, Any, int, list[str]], PreparedData]] = {
     "generation": generation.prepare,
 }
 SUPERVISED = ("auto", "classification", "regression", "multi_target")
-# Families that read an (N, T[, F]) array as a sequence rather than as a vector or an image.
-SEQUENCE_FAMILIES = ("rnn", "lstm", "gru", "transformer")
-
-
-def resolve_layout(config: Config) -> DataConfig:
-    """The data config as the model family needs it: sequence families read arrays as sequences, an MLP reads
-    a sequence set as flat vectors, and the GAN makes the task ``generation``."""
-    data = config.data
-    if data.sequence is None and config.model.family in SEQUENCE_FAMILIES:
-        data = data.model_copy(update={"sequence": True})
-    elif data.sequence is None and config.model.family == "mlp":
-        data = data.model_copy(update={"sequence": False})
-    if data.task == "auto" and config.model.family == "gan":
-        data = data.model_copy(update={"task": "generation"})
-    return data
-
-
 def resolve_task(cfg: DataConfig, raw: Any) -> str:
     """The task's family of data preparation: a key of ``TASKS``, or ``supervised``."""
     if isinstance(raw, TextCorpus):

@@ -45,7 +45,8 @@ def finetune(run: Run, model: nn.Module, epochs: int) -> None:
     """
     from palaestra.config import ScheduleConfig
     from palaestra.data.batching import TensorBatcher
-    from palaestra.data.prepare import prepare_data, resolve_layout
+    from palaestra.data.prepare import prepare_data
+    from palaestra.models import resolve_layout
     from palaestra.training.callbacks import CallbackList
     from palaestra.training.loop import fit
     from palaestra.training.losses import build_loss

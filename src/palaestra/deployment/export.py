@@ -44,7 +44,8 @@ def held_out(run: Run, max_rows: int | None = 512) -> pd.DataFrame | ArrayData |
     the source is read again the same way (``prepare_data``) and indexed; only the saved, fitted
     preprocessing is applied to the rows afterwards.
     """
-    from palaestra.data.prepare import prepare_data, resolve_layout
+    from palaestra.data.prepare import prepare_data
+    from palaestra.models import resolve_layout
 
     data = getattr(run, "data", None)  # a run still in memory keeps its prepared data
     try:

@@ -2,6 +2,6 @@
 module in it) registers them all in ``registry.FAMILIES``."""
 
 from palaestra.models import cnn, gan, mlp, rnn, transformer  # noqa: F401  (register the built-in families)
-from palaestra.models.registry import FAMILIES, Family, build_model, register, resolve_family
+from palaestra.models.registry import FAMILIES, Family, build_model, register, resolve_family, resolve_layout
 
-__all__ = ["FAMILIES", "Family", "build_model", "register", "resolve_family"]
+__all__ = ["FAMILIES", "Family", "build_model", "register", "resolve_family", "resolve_layout"]

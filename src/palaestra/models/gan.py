@@ -120,9 +120,6 @@ class GAN(nn.Module):
                                                              torch.sigmoid(fake_logits).mean()))
         return (d_loss + g_loss).detach()
 
-    def custom_training(self, run_dir: Path | None):
-        """The pipeline's hook: this model's step and its monitor."""
-        return self.train_step, [GANMonitor(self)]
 
 
 class GANMonitor(Callback):
@@ -206,6 +203,12 @@ GAN_DEFAULTS = {**{f"optimizer.{k}": v for k, v in GAN_OPTIMIZER.items()}, "trai
                 "train.restore_best": False}
 
 
-@register("gan", kinds=("generation",), default_for=("generation",), example=_example, defaults=GAN_DEFAULTS)
+def gan_training(model: GAN, run_dir: Path | None):
+    """What the family declares for training: the alternating step, and the monitor of losses and samples."""
+    return model.train_step, [GANMonitor(model)]
+
+
+@register("gan", kinds=("generation",), default_for=("generation",), example=_example, defaults=GAN_DEFAULTS,
+          training=gan_training, task="generation")
 def build_gan(spec: FeatureSpec, cfg: ModelConfig) -> nn.Module:
     return GAN(list(spec.input_shape or []), cfg.latent_dim, cfg.channels[0], cfg.hidden, cfg.dropout)

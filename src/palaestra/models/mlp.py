@@ -26,7 +26,7 @@ class VectorMLP(nn.Module):
         return self.head(self.body(x.flatten(1)))
 
 
-@register("mlp", kinds=("table", "vector", "image"), default_for=("table", "vector"))
+@register("mlp", kinds=("table", "vector", "image"), default_for=("table", "vector"), arrays_as="vector")
 def build_mlp(spec: FeatureSpec, cfg: ModelConfig) -> nn.Module:
     if spec.kind == "table":
         return build_tabular(spec, cfg, cfg.text_encoder if cfg.text_encoder != "auto" else "bag")

@@ -5,9 +5,12 @@ plain error rather than a shape crash deep in ``forward``) and its capabilities,
 instead of testing the family's name:
 
 - ``defaults``: config values the family needs unless the user set them (``{"train.grad_clip": 1.0}``);
-- the model's own training step, if any: a ``custom_training(run_dir) -> (step_fn, callbacks)`` method on
-  the module it builds (the GAN's alternating step and its sample monitor);
-- ``channels_last``: whether its 2-D convolutions train faster in the NHWC memory layout.
+- ``training``: its own training step and monitors, if any: ``(model, run_dir) -> (step_fn, callbacks)`` (the
+  GAN's alternating step and its sample monitor);
+- ``channels_last``: whether its 2-D convolutions train faster in the NHWC memory layout;
+- ``arrays_as``: how it reads an ``(N, T[, F])`` array when the data config does not say (``sequence`` for the
+  recurrent and attention families, ``vector`` for the MLP), and ``task``: a task it implies (the GAN's
+  ``generation``).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 
 from torch import nn
 
-from palaestra.config import ModelConfig
+from palaestra.config import Config, DataConfig, ModelConfig
 from palaestra.data.spec import FeatureSpec
 from palaestra.errors import ConfigError
 from palaestra.models.init import initialize
@@ -35,20 +38,37 @@ class Family:
     example: Callable[[], tuple] | None = None
     defaults: dict[str, Any] = field(default_factory=dict)  # dotted config path -> value, unless the user set it
     channels_last: bool = False
+    training: Callable[[nn.Module, Any], tuple[Callable | None, list]] | None = None
+    arrays_as: str | None = None
+    task: str | None = None
 
 
 FAMILIES: dict[str, Family] = {}
 
 
 def register(name: str, kinds: tuple[str, ...], default_for: tuple[str, ...] = (), example: Callable[[], tuple] | None = None,
-             defaults: dict[str, Any] | None = None, channels_last: bool = False):
+             defaults: dict[str, Any] | None = None, channels_last: bool = False, training: Callable | None = None,
+             arrays_as: str | None = None, task: str | None = None):
     """Decorator: ``@register("mlp", kinds=("table", "vector"), default_for=("table", "vector"))``."""
 
     def deco(fn: Callable[[FeatureSpec, ModelConfig], nn.Module]):
-        FAMILIES[name] = Family(name, fn, kinds, default_for, example, dict(defaults or {}), channels_last)
+        FAMILIES[name] = Family(name, fn, kinds, default_for, example, dict(defaults or {}), channels_last, training,
+                                arrays_as, task)
         return fn
 
     return deco
+
+
+def resolve_layout(config: Config) -> DataConfig:
+    """The data config as the chosen family declares it needs (``arrays_as``, ``task``); explicit settings win."""
+    data, family = config.data, FAMILIES.get(config.model.family)
+    if family is None:
+        return data
+    if data.sequence is None and family.arrays_as is not None:
+        data = data.model_copy(update={"sequence": family.arrays_as == "sequence"})
+    if data.task == "auto" and family.task is not None:
+        data = data.model_copy(update={"task": family.task})
+    return data
 
 
 def resolve_family(spec: FeatureSpec, cfg: ModelConfig) -> str:
@@ -70,7 +90,7 @@ def resolve_family(spec: FeatureSpec, cfg: ModelConfig) -> str:
 def build_model(spec: FeatureSpec, cfg: ModelConfig) -> nn.Module:
     """Build (untrained, initialised) the model for a feature spec.
 
-    >>> from palaestra.config import ModelConfig
+    >>> from palaestra.config import Config, DataConfig, ModelConfig
     >>> spec = FeatureSpec(kind="table", task="classification", input_names=["numeric", "categorical"], n_outputs=3, n_numeric=4)
     >>> sum(p.numel() for p in build_model(spec, ModelConfig(hidden=[8], dropout=0.0)).parameters())
     67

@@ -73,4 +73,5 @@ def _build(cell: str):
 
 
 for _name in RECURRENT:
-    register(_name, kinds=("sequence", "tokens", "table"), defaults={"train.grad_clip": DEFAULT_GRAD_CLIP})(_build(_name))
+    register(_name, kinds=("sequence", "tokens", "table"), defaults={"train.grad_clip": DEFAULT_GRAD_CLIP},
+             arrays_as="sequence")(_build(_name))

@@ -68,7 +68,7 @@ class TransformerNet(nn.Module):
         return self.head(pooled)
 
 
-@register("transformer", kinds=("sequence", "tokens", "table"), default_for=("tokens",))
+@register("transformer", kinds=("sequence", "tokens", "table"), default_for=("tokens",), arrays_as="sequence")
 def build_transformer(spec: FeatureSpec, cfg: ModelConfig) -> nn.Module:
     if spec.kind == "table":  # a table's text columns are read by self-attention
         return build_text_table(spec, cfg, "transformer")

@@ -16,6 +16,9 @@ from palaestra.data.features.base import FitOptions, InputFeature, is_missing
 PAD, UNKNOWN = 0, 1
 WORD = re.compile(r"\w+|[^\w\s]")
 MIN_WORDS = 4  # a column averaging this many words per value is running text, not a label or an identifier
+# Shorter phrases (titles, product names) are text too when most of them are distinct: as categories they would
+# be identifiers, and their words still carry meaning.
+MIN_WORDS_DISTINCT = 2
 
 
 def tokenize(text: str) -> list[str]:
@@ -43,7 +46,11 @@ class TextFeature(InputFeature):
 
     @classmethod
     def looks_like(cls, series: pd.Series) -> bool:
-        return mean_words(series) >= MIN_WORDS
+        words = mean_words(series)
+        if words >= MIN_WORDS:
+            return True
+        present = series[~is_missing(series)]
+        return words >= MIN_WORDS_DISTINCT and len(present) >= 20 and present.nunique() / len(present) > 0.5
 
     @classmethod
     def fit(cls, name: str, series: pd.Series, options: FitOptions) -> TextFeature:
