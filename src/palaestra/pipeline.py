@@ -224,6 +224,8 @@ def train(config: Config | dict | str | Path | None = None, *, source: pd.DataFr
         callbacks.append(cb.EarlyStopping(config.train.early_stopping))
     if config.train.stop_at:
         callbacks.append(cb.StopAtTarget(config.train.stop_at))
+    if run_dir is not None:  # a running or interrupted run shows its epochs
+        callbacks.append(cb.HistoryCSV(run_dir / "history.csv"))
     if save:
         callbacks.append(cb.Checkpoint(save, config.train.checkpoint_every_steps))
     callbacks.extend(extra_callbacks)
@@ -325,21 +327,13 @@ def _resume_config(config: Config | dict | str | Path | None, overrides, run_dir
     return saved
 
 
-def _history_frame(history: list[dict]) -> pd.DataFrame:
-    frame = pd.DataFrame(history)
-    order = ["epoch", "train_loss", "val_loss"] + sorted(c for c in frame.columns if c.startswith("val_") and c != "val_loss")
-    order += [c for c in ("grad_norm", "lr", "seconds") if c in frame.columns]
-    order += [c for c in frame.columns if c not in order]  # what callbacks added (e.g. a GAN's d_loss, g_loss)
-    return frame[[c for c in order if c in frame.columns]]
-
-
 def _write_run(run_dir: Path, run: Run, data: PreparedData, state: TrainState, device: torch.device) -> None:
     write_tensors(run_dir / "model.safetensors", run.model.state_dict())
     write_json(run_dir / "preprocess.json", {"version": 1, "preprocessor": run.preprocessor.to_dict(),
                                              "spec": run.spec.to_dict(),
                                              "splits": {k: getattr(data, k).index.tolist() for k in ("train", "val", "test")}})
     write_json(run_dir / "metrics.json", finite_json(run.metrics))
-    atomic_write(run_dir / "history.csv", _history_frame(state.history).to_csv(index=False))
+    atomic_write(run_dir / "history.csv", cb.history_csv(state.history))
     write_json(run_dir / "diagnostics.json", {"grad_norms": state.grad_history})
     write_json(run_dir / "env.json", environment(device, run.config.seed))
     files = ["config.yaml", "model.safetensors", "preprocess.json", "metrics.json", "history.csv", "diagnostics.json", "env.json"]
