@@ -29,7 +29,7 @@ from palaestra.errors import ConfigError, UserError
 from palaestra.evaluation.metrics import MetricSet
 from palaestra.models.registry import build_model, resolve_family
 from palaestra.models.rnn import family_defaults
-from palaestra.runs import Run, RunIndex, read_state, set_state
+from palaestra.runs import Run, RunIndex, read_state, run_name, set_state
 from palaestra.training import callbacks as cb
 from palaestra.training.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from palaestra.training.loop import evaluate, fit
@@ -214,7 +214,7 @@ def train(config: Config | dict | str | Path | None = None, *, source: pd.DataFr
         elif has_checkpoint(ckpt_dir):
             load_checkpoint(ckpt_dir, state)
         set_state(run_dir, "running")
-        RunIndex.default().record(run_dir, name=config.name, task=data.spec.task)
+        RunIndex.default().record(run_dir, name=run_name(config, getattr(pre, "target", None)), task=data.spec.task)
     compiled = None
     if config.train.compile:
         compiled = torch.compile(model)

@@ -29,7 +29,7 @@ from palaestra.artifacts import (
     write_manifest,
 )
 from palaestra.errors import ArtifactError, UserError
-from palaestra.runs import Run, RunIndex, set_state
+from palaestra.runs import Run, RunIndex, run_name, set_state
 
 LAYOUT = "compression.json"
 SPARSE_BELOW = 0.7  # store a tensor sparsely once at least 30% of it is zero: the mask costs 1 bit an entry
@@ -274,7 +274,7 @@ def compress(run: Run, out: str | Path, prune: float | None = None, quantize: st
                          "env.json", LAYOUT, "compress_report.json") if (out / n).is_file()]
     write_manifest(out, files)
     set_state(out, "complete")
-    RunIndex.default().record(out, name=f"{run.config.name}-compressed", task=run.spec.task,
+    RunIndex.default().record(out, name=f"{run_name(run.config, getattr(run.preprocessor, 'target', None))}-compressed", task=run.spec.task,
                               metrics={k: v for k, v in metrics["test"].items() if isinstance(v, float)})
     return Run.load(out), report
 

@@ -206,7 +206,8 @@ def history_csv(history: Sequence[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _duration(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
+    """``42s``, ``3m05s``, ``2h07m``."""
     seconds = int(round(seconds))
     if seconds < 60:
         return f"{seconds}s"
@@ -278,7 +279,7 @@ class Progress(Callback):
         if done <= 0 or state.epoch >= self.epochs:
             return ""
         per_epoch = (time.monotonic() - self.started) / done
-        return f"ETA {_duration(per_epoch * (self.epochs - state.epoch))}"
+        return f"ETA {format_duration(per_epoch * (self.epochs - state.epoch))}"
 
     def on_epoch_end(self, state: TrainState, logs: dict[str, float]) -> None:
         shown = [f"train_loss {logs['train_loss']:.4f}"]
