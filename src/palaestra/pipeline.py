@@ -353,14 +353,14 @@ def _write_run(run_dir: Path, run: Run, data: PreparedData, state: TrainState, d
 
 def _report(run_dir: Path, run: Run, data: PreparedData) -> list[str]:
     try:
-        from palaestra.evaluation.report import write_report
+        from palaestra.evaluation.report import regression_predictions, write_report
     except ImportError:
         return []
     info = {"task": run.spec.task, "data": run.config.data.source, "model": run.config.model.family,
             "parameters": run.metrics.get("parameters"), "train rows": len(data.train), "val rows": len(data.val),
             "test rows": len(data.test)}
     return write_report(run_dir, run.config.to_dict(), run.history, run.metrics, info, data.notices,
-                        sections=getattr(run, "report_sections", None))
+                        sections=getattr(run, "report_sections", None), predictions=regression_predictions(run, data.test))
 
 
 def main_job() -> int:  # pragma: no cover - convenience for `python -m palaestra.pipeline`

@@ -7,6 +7,7 @@ Layout of the study directory::
     plots/          optimisation history, parameter importances, parallel coordinates (per stage)
     best.yaml       the full resolved config with the best values: `palaestra train best.yaml` retrains it
     best.json       study, trial number, value (and cv mean/std), params, the retrained run's value
+    study.html      the human report: best value and params, the trials best first, the plots
     best-run/       the best config retrained into a run directory
 """
 
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from palaestra.artifacts import atomic_write, finite_json, write_json
+from palaestra.tuning.report import write_study_report
 from palaestra.tuning.space import decode_params
 
 if TYPE_CHECKING:
@@ -95,7 +97,7 @@ def write_plots(result: StudyResult) -> tuple[list[Path], list[str]]:
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    ax = plot(stage.study)
+                    ax = plot(stage.study, target_name=result.metric)  # not "Objective Value"
                 fig = (ax.flat[0] if hasattr(ax, "flat") else ax).figure
                 path = plots / f"{prefix}{name}.png"
                 fig.savefig(path, dpi=100, bbox_inches="tight")
@@ -192,6 +194,7 @@ def write_outputs(result: StudyResult, console=None, best_run: bool = True, plot
         drawn, notes = write_plots(result) if plots else ([], [])
         files += drawn
         files += write_best(result, best_run)
+        files.append(write_study_report(result, drawn, notes))
     result.files = files
     if quiet:
         return
