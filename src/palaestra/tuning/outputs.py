@@ -65,8 +65,7 @@ def trial_rows(stage: Stage, label: str | None = None) -> list[dict[str, Any]]:
     return rows
 
 
-def write_trials_csv(result: StudyResult) -> Path:
-    rows = [r for s in result.stages for r in trial_rows(s)]
+def write_trials_csv(result: StudyResult, rows: list[dict[str, Any]]) -> Path:
     path = result.study_dir / "trials.csv"
     atomic_write(path, pd.DataFrame(rows).to_csv(index=False))
     return path
@@ -190,11 +189,12 @@ def _short(v: Any) -> str:
 def write_outputs(result: StudyResult, console=None, best_run: bool = True, plots: bool = True,
                   quiet: bool = False) -> None:
     with _locked(result.study_dir / ".outputs.lock"):
-        files = [write_trials_csv(result)]
+        rows = [r for s in result.stages for r in trial_rows(s)]
+        files = [write_trials_csv(result, rows)]
         drawn, notes = write_plots(result) if plots else ([], [])
         files += drawn
         files += write_best(result, best_run)
-        files.append(write_study_report(result, drawn, notes))
+        files.append(write_study_report(result, rows, drawn, notes))
     result.files = files
     if quiet:
         return

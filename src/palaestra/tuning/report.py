@@ -6,6 +6,7 @@ name on their axes, then how to retrain the winner.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,10 +47,12 @@ def _trials_table(rows: list[dict[str, Any]], metric: str, best: int | None) -> 
     return f'<div class="scroll"><table><tr>{head}</tr>\n' + "\n".join(body) + "</table></div>"
 
 
-def write_study_report(result: StudyResult, plots: list[Path], notes: list[str]) -> Path:
-    """Write ``study.html`` from the study's trials and the plots already drawn; return its path."""
-    from palaestra.tuning.outputs import _short, trial_rows
+def _value(v: Any) -> str:
+    return json.dumps(v) if isinstance(v, list | dict) else fmt(v)
 
+
+def write_study_report(result: StudyResult, rows: list[dict[str, Any]], plots: list[Path], notes: list[str]) -> Path:
+    """Write ``study.html`` from the trials' rows (as in trials.csv) and the plots already drawn; return its path."""
     best = result.best_trial
     stage = result.stages[-1]
     value = f"{best.value:.6g}" if best is not None and best.value is not None else "-"
@@ -58,8 +61,7 @@ def write_study_report(result: StudyResult, plots: list[Path], notes: list[str])
     if best is not None and "cv_std" in best.user_attrs:
         headline["cv std"] = f"{best.user_attrs['cv_std']:.4g}"
     parts = [kv_section("Best trial", headline, "headline"),
-             kv_section("Best parameters", {k: _short(v) for k, v in result.best_params.items()})]
-    rows = [r for s in result.stages for r in trial_rows(s)]
+             kv_section("Best parameters", {k: _value(v) for k, v in result.best_params.items()})]
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["state"]] = counts.get(r["state"], 0) + 1
