@@ -153,3 +153,25 @@ def test_metrics_nested_per_target_render_per_target(tmp_path):
     assert "<h2>Test metrics (price)</h2>" in page and "<h2>Test metrics (kind)</h2>" in page
     assert "<h2>Per-class metrics (test, kind)</h2>" in page
     assert "plots/confusion_matrix-kind.png" in written
+
+
+def test_a_regression_run_plots_its_test_predictions_in_the_targets_units(tmp_path):
+    import numpy as np
+    from testkit import tiny
+
+    from palaestra.artifacts import read_json
+    from palaestra.data.sources import read_source
+    from palaestra.evaluation.report import regression_predictions
+    from palaestra.pipeline import train
+
+    run = train(tiny("diabetes", epochs=2), out=tmp_path / "run", quiet=True)
+    pairs = regression_predictions(run, run.data.test)
+    test_rows = read_json(tmp_path / "run" / "preprocess.json")["splits"]["test"]
+    expected = read_source("diabetes").iloc[test_rows]["progression"].to_numpy(dtype=float)
+    assert np.allclose(pairs["actual"], expected, rtol=1e-5)
+    assert np.allclose(pairs["predicted"], run.predict(read_source("diabetes").iloc[test_rows])["prediction"],
+                       rtol=1e-4, atol=1e-3)
+    assert pairs["target"] == "progression"
+    for name in ("predicted_vs_actual.png", "residuals.png"):
+        assert _is_png(tmp_path / "run" / "plots" / name)
+    assert regression_predictions(train(tiny("iris", epochs=1), quiet=True), None) is None
