@@ -24,7 +24,7 @@ LAYERS = [
     {"palaestra.models"},
     {"palaestra.training"},
     {"palaestra.evaluation"},
-    {"palaestra.runs"},
+    {"palaestra.runs", "palaestra.runs_view"},
     {"palaestra.diagnosis", "palaestra.pipeline"},
     {"palaestra.tuning", "palaestra.deployment", "palaestra.generative", "palaestra.estimators"},
     {"palaestra.cli", "palaestra.distributed", "palaestra", "palaestra.__main__"},

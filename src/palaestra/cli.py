@@ -110,6 +110,7 @@ def print_metrics(metrics: dict[str, Any], title: str, out=None) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from palaestra.config import load_config
     from palaestra.pipeline import train
+    from palaestra.runs import run_name
 
     if (args.nproc and args.nproc > 1) or args.nnodes not in (None, "1"):
         from palaestra.distributed import launch
@@ -120,7 +121,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         run = train(args.config, resume=args.resume, overrides=overrides_from(args), console=console(stderr=True))
     else:
         cfg = load_config(args.config, overrides_from(args))
-        out = Path(args.out) if args.out else default_out(cfg.name if cfg.name != "run" else Path(str(cfg.data.source)).stem)
+        out = Path(args.out) if args.out else default_out(run_name(cfg))
         run = train(cfg, out=out, console=console(stderr=True))
     if run.metrics.get("stop_reason"):
         out_console.print(f"stopped: {run.metrics['stop_reason']}")
@@ -196,44 +197,36 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
 
 @command("runs", help="list runs from the run index (show RUN, compare RUN RUN)")
 def cmd_runs(args: argparse.Namespace) -> int:
-    from rich.table import Table
-
-    from palaestra.artifacts import read_json
+    from palaestra import runs_view as view
     from palaestra.runs import RunIndex
 
     out = console()
     if args.action == "show":
         if len(args.paths) != 1:
             raise UserError("palaestra runs show RUN")
-        run = Path(args.paths[0])
-        metrics = read_json(run / "metrics.json") if (run / "metrics.json").is_file() else {}
-        print_metrics(metrics.get("test", {}), f"{run} (test)", out)
+        run = view.resolve_run(args.paths[0])
+        if args.json:
+            print(json.dumps(view.summary(run), default=str))
+        else:
+            view.show(run, out)
         return 0
     if args.action == "compare":
         if len(args.paths) < 2:
             raise UserError("palaestra runs compare RUN RUN [...]")
-        table = Table(title="compare (test metrics)")
-        table.add_column("metric")
-        metrics = [read_json(Path(p) / "metrics.json").get("test", {}) for p in args.paths]
-        for p in args.paths:
-            table.add_column(Path(p).name, justify="right")
-        keys = [k for k in metrics[0] if isinstance(metrics[0][k], float)]
-        for k in keys:
-            table.add_row(k, *(f"{m.get(k, float('nan')):.4f}" for m in metrics))
-        out.print(table)
+        runs = [view.resolve_run(p) for p in args.paths]
+        if args.json:
+            print(json.dumps(view.compare(runs, None), default=str))
+        else:
+            view.compare(runs, out)
         return 0
-    runs = RunIndex.default().list()
+    index = RunIndex.default()
+    runs = index.list()
     if args.json:
         print(json.dumps(runs))
-        return 0
-    table = Table(title=f"runs ({RunIndex.default().db})")
-    for col in ("run", "name", "task", "state", "key metric"):
-        table.add_column(col)
-    for r in runs:
-        m = r["metrics"]
-        key = next((f"{k} {m[k]:.4f}" for k in ("accuracy", "r2", "mae", "loss") if k in m), "")
-        table.add_row(r["path"], r["name"] or "", r["task"] or "", r["state"] or "", key)
-    out.print(table)
+    elif not runs:
+        out.print(view.empty_hint(index.db), markup=False, soft_wrap=True)
+    else:
+        out.print(view.list_table(runs, index.db))
     return 0
 
 
@@ -241,7 +234,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def _runs_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", nargs="?", choices=["list", "show", "compare"], default="list")
     p.add_argument("paths", nargs="*")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="JSON on stdout: a list of runs, or one object (show, compare)")
 
 
 @command("datasets", help="the built-in datasets")

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
@@ -28,7 +27,7 @@ from palaestra.data.spec import FeatureSpec, PreparedData
 from palaestra.errors import ConfigError, UserError
 from palaestra.evaluation.metrics import metric_set
 from palaestra.models import FAMILIES, build_model, resolve_family, resolve_layout
-from palaestra.runs import Run, RunIndex, read_state, set_state
+from palaestra.runs import Run, RunIndex, read_state, run_name, set_state
 from palaestra.training import callbacks as cb
 from palaestra.training.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from palaestra.training.loop import evaluate, fit
@@ -231,6 +230,8 @@ def build_callbacks(config: Config, parts: Parts, save, run_dir: Path | None, fl
         callbacks.append(cb.StopAtTarget(config.train.stop_at))
     if config.train.time_limit:
         callbacks.append(cb.TimeLimit(config.train.time_limit))
+    if run_dir is not None:  # a running or interrupted run shows its epochs
+        callbacks.append(cb.HistoryCSV(run_dir / "history.csv"))
     if save:
         callbacks.append(cb.Checkpoint(save, config.train.checkpoint_every_steps))
     callbacks.extend(extra)
@@ -279,7 +280,8 @@ def train(config: Config | dict | str | Path | None = None, *, source: Any = Non
                         split_override=split_override)
     config = resolve_config(config, data.spec)
     parts = build_parts(config, data, device, dist)
-    run_dir, save = _open_run_dir(out, resume, config, data.spec, parts.state, dist)
+    run_dir, save = _open_run_dir(out, resume, config, data.spec, getattr(data.preprocessor, "target", None),
+                                  parts.state, dist)
     flag = Interrupt()
     callbacks, step_fn, model_callbacks = build_callbacks(config, parts, save, run_dir, flag, extra_callbacks,
                                                           console, quiet)
@@ -308,7 +310,7 @@ def train(config: Config | dict | str | Path | None = None, *, source: Any = Non
     return run
 
 
-def _open_run_dir(out, resume, config: Config, spec: FeatureSpec, state: TrainState, dist):
+def _open_run_dir(out, resume, config: Config, spec: FeatureSpec, target: Any, state: TrainState, dist):
     """The run directory (claimed, or reopened to resume) and the checkpoint function; None/None without one."""
     run_dir = Path(out) if out is not None else None
     ckpt_dir = run_dir / "checkpoints" if run_dir else None
@@ -327,7 +329,7 @@ def _open_run_dir(out, resume, config: Config, spec: FeatureSpec, state: TrainSt
             load_checkpoint(ckpt_dir, state)
         atomic_write(run_dir / "config.yaml", config.to_yaml())  # e.g. train.epochs raised to train longer
     set_state(run_dir, "running")
-    RunIndex.default().record(run_dir, name=config.name, task=spec.task)
+    RunIndex.default().record(run_dir, name=run_name(config, target), task=spec.task)
     return run_dir, lambda s: (save_checkpoint(ckpt_dir, s), run_dir)[1]
 
 
@@ -410,21 +412,13 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _history_frame(history: list[dict]) -> pd.DataFrame:
-    frame = pd.DataFrame(history)
-    order = ["epoch", "train_loss", "val_loss"] + sorted(c for c in frame.columns if c.startswith("val_") and c != "val_loss")
-    order += [c for c in ("grad_norm", "lr", "seconds") if c in frame.columns]
-    order += [c for c in frame.columns if c not in order]  # what callbacks added (e.g. a GAN's d_loss, g_loss)
-    return frame[[c for c in order if c in frame.columns]]
-
-
 def _write_run(run_dir: Path, run: Run, data: PreparedData, state: TrainState, device: torch.device) -> None:
     write_tensors(run_dir / "model.safetensors", run.model.state_dict())
     write_json(run_dir / "preprocess.json", {"version": 1, "preprocessor": run.preprocessor.to_dict(),
                                              "spec": run.spec.to_dict(),
                                              "splits": {k: getattr(data, k).index.tolist() for k in ("train", "val", "test")}})
     write_json(run_dir / "metrics.json", finite_json(run.metrics))
-    atomic_write(run_dir / "history.csv", _history_frame(state.history).to_csv(index=False))
+    atomic_write(run_dir / "history.csv", cb.history_csv(state.history))
     write_json(run_dir / "diagnostics.json", {"grad_norms": state.grad_history})
     write_json(run_dir / "env.json", environment(device, run.config.seed))
     files = ["config.yaml", "model.safetensors", "preprocess.json", "metrics.json", "history.csv", "diagnostics.json", "env.json"]
@@ -444,14 +438,14 @@ def _write_run(run_dir: Path, run: Run, data: PreparedData, state: TrainState, d
 
 def _report(run_dir: Path, run: Run, data: PreparedData) -> list[str]:
     try:
-        from palaestra.evaluation.report import write_report
+        from palaestra.evaluation.report import regression_predictions, write_report
     except ImportError:
         return []
     info = {"task": run.spec.task, "data": run.config.data.source, "model": run.config.model.family,
             "parameters": run.metrics.get("parameters"), "train rows": len(data.train), "val rows": len(data.val),
             "test rows": len(data.test)}
     return write_report(run_dir, run.config.to_dict(), run.history, run.metrics, info, data.notices,
-                        sections=getattr(run, "report_sections", None))
+                        sections=getattr(run, "report_sections", None), predictions=regression_predictions(run, data.test))
 
 
 def main_job() -> int:  # pragma: no cover - convenience for `python -m palaestra.pipeline`

@@ -42,6 +42,26 @@ def set_state(run_dir: Path, state: str, **extra: Any) -> None:
     RunIndex.default().record(Path(run_dir), state=state)
 
 
+def run_name(config: Config, target: str | None = None) -> str:
+    """The name a run is listed under: ``config.name`` when set, else the data source and what it predicts.
+
+    >>> run_name(build_config({"data": {"source": "data/houses.csv", "target": "price"}}))
+    'houses-price'
+    """
+    if config.name != "run":
+        return config.name
+    from palaestra.data.datasets import default_target
+
+    source = str(config.data.source)
+    stem = Path(source).stem or source
+    target = target or config.data.target or default_target(source)
+    if isinstance(target, list):  # several targets
+        target = "+".join(target)
+    if target in (None, "x", "y"):  # arrays (.npz x and y): the task says more than "y"
+        target = config.data.task if config.data.task != "auto" else None
+    return f"{stem}-{target}" if target else stem
+
+
 def read_state(run_dir: Path) -> str:
     try:
         data = read_json(Path(run_dir) / STATE_FILE)
@@ -275,11 +295,16 @@ class RunIndex:
         if not self.db.is_file():
             return []
         with self._connect() as con:
-            rows = con.execute("SELECT path, name, task, state, created, metrics FROM runs ORDER BY created").fetchall()
+            rows = con.execute("SELECT path, name, task, state, created, updated, metrics FROM runs "
+                               "ORDER BY created").fetchall()
         con.close()
         out = []
-        for path, name, task, state, created, metrics in rows:
+        for path, name, task, state, created, updated, metrics in rows:
             live = read_state(Path(path)) if Path(path).is_dir() else "missing"
-            out.append({"path": path, "name": name, "task": task, "state": live if live != "unknown" else state,
-                        "created": created, "metrics": json.loads(metrics) if metrics else {}})
+            live = live if live != "unknown" else state
+            # A finished run lasted until its last update; a running one is still going.
+            end = time.time() if live == "running" else updated
+            out.append({"path": path, "name": name, "task": task, "state": live, "created": created,
+                        "updated": updated, "duration": max(0.0, (end or created) - created) if created else None,
+                        "metrics": json.loads(metrics) if metrics else {}})
         return out

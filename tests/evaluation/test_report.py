@@ -98,3 +98,80 @@ def test_text_is_escaped_and_sections_are_appended(tmp_path):
     assert "<h2>Doctor</h2>" in page
     assert "<p class='finding'>no problems found</p>" in page
     assert not (tmp_path / "plots" / "metrics.png").exists()
+
+
+def _sections(page: str) -> list[str]:
+    import re
+
+    return re.findall(r"<h2>([^<(]+)", page) + (["Resolved config"] if "<summary>Resolved config" in page else [])
+
+
+def test_what_a_person_looks_for_first_comes_first(tmp_path):
+    _write(tmp_path, _history(3, ["accuracy"]), _classification_metrics(), ["a notice"],
+           sections=[("Samples", "<p>samples</p>"), ("Doctor", "<p>no problems found</p>")])
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    order = [s.strip() for s in _sections(page)]
+    assert order[:3] == ["Test metrics", "Doctor", "Data notices"]
+    assert order.index("Plots") < order.index("Per-class metrics") < order.index("History")
+    assert order[-1] == "Resolved config" and "<details><summary>Resolved config</summary>" in page
+    assert '<div class="scroll"><table><tr><th>epoch</th>' in page  # the history scrolls in its own box
+
+
+def test_classification_gets_a_per_class_table_from_the_confusion_matrix(tmp_path):
+    from palaestra.evaluation.report import per_class
+
+    rows = per_class([[5, 1, 0], [0, 4, 1], [0, 0, 6]])
+    assert rows[0] == {"precision": 1.0, "recall": 5 / 6, "f1": 2 * (5 / 6) / (1 + 5 / 6), "support": 6}
+    assert rows[2]["precision"] == 6 / 7 and rows[2]["recall"] == 1.0 and rows[2]["support"] == 6
+    assert per_class([[0, 0], [0, 3]])[0] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    _write(tmp_path, _history(3, ["accuracy"]), _classification_metrics())
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "<h2>Per-class metrics (test)</h2>" in page
+    assert "<tr><td>Adelie</td><td>1</td><td>0.8333</td><td>0.9091</td><td>6</td></tr>" in page
+
+
+def test_regression_gets_predicted_vs_actual_and_residual_plots(tmp_path):
+    split = {"mse": 4.0, "rmse": 2.0, "mae": 1.5, "r2": 0.8}
+    metrics = {"val": dict(split), "test": dict(split), "epochs": 2, "best_epoch": 1}
+    predictions = {"actual": [1.0, 2.0, 3.0, float("nan")], "predicted": [1.5, 1.8, 3.3, 2.0], "target": "price"}
+    written = _write(tmp_path, _history(2, ["rmse", "r2"]), metrics, predictions=predictions)
+    for name in ("plots/predicted_vs_actual.png", "plots/residuals.png"):
+        assert name in written and _is_png(tmp_path / name)
+        assert f'src="{name}"' in (tmp_path / "report.html").read_text(encoding="utf-8")
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert '<tr class="best"><td>1</td>' in page  # the best epoch, marked in the history too
+    assert "Per-class" not in page
+
+
+def test_metrics_nested_per_target_render_per_target(tmp_path):
+    kind = {"accuracy": 0.75, "confusion_matrix": [[3, 1], [0, 4]], "classes": ["a", "b"]}
+    price = {"mse": 4.0, "r2": 0.5}
+    metrics = {"val": {"price": dict(price), "kind": dict(kind)}, "test": {"price": price, "kind": kind},
+               "epochs": 2}
+    written = _write(tmp_path, _history(2, []), metrics)
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "<h2>Test metrics (price)</h2>" in page and "<h2>Test metrics (kind)</h2>" in page
+    assert "<h2>Per-class metrics (test, kind)</h2>" in page
+    assert "plots/confusion_matrix-kind.png" in written
+
+
+def test_a_regression_run_plots_its_test_predictions_in_the_targets_units(tmp_path):
+    import numpy as np
+    from testkit import tiny
+
+    from palaestra.artifacts import read_json
+    from palaestra.data.sources import read_source
+    from palaestra.evaluation.report import regression_predictions
+    from palaestra.pipeline import train
+
+    run = train(tiny("diabetes", epochs=2), out=tmp_path / "run", quiet=True)
+    pairs = regression_predictions(run, run.data.test)
+    test_rows = read_json(tmp_path / "run" / "preprocess.json")["splits"]["test"]
+    expected = read_source("diabetes").iloc[test_rows]["progression"].to_numpy(dtype=float)
+    assert np.allclose(pairs["actual"], expected, rtol=1e-5)
+    assert np.allclose(pairs["predicted"], run.predict(read_source("diabetes").iloc[test_rows])["prediction"],
+                       rtol=1e-4, atol=1e-3)
+    assert pairs["target"] == "progression"
+    for name in ("predicted_vs_actual.png", "residuals.png"):
+        assert _is_png(tmp_path / "run" / "plots" / name)
+    assert regression_predictions(train(tiny("iris", epochs=1), quiet=True), None) is None

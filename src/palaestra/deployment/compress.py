@@ -19,7 +19,7 @@ from torch.nn.utils import prune as torch_prune
 from palaestra.artifacts import atomic_write, tensors_to_bytes, write_json, write_manifest
 from palaestra.errors import UserError
 from palaestra.models.compressed import LAYOUT, compressed_state, quantize_model
-from palaestra.runs import Run, RunIndex, set_state
+from palaestra.runs import Run, RunIndex, run_name, set_state
 
 PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
@@ -166,7 +166,7 @@ def compress(run: Run, out: str | Path, prune: float | None = None, quantize: st
                          "env.json", LAYOUT, "compress_report.json") if (out / n).is_file()]
     write_manifest(out, files)
     set_state(out, "complete")
-    RunIndex.default().record(out, name=f"{run.config.name}-compressed", task=run.spec.task,
+    RunIndex.default().record(out, name=f"{run_name(run.config, getattr(run.preprocessor, 'target', None))}-compressed", task=run.spec.task,
                               metrics={k: v for k, v in metrics["test"].items() if isinstance(v, float)})
     return Run.load(out), report
 

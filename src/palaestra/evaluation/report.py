@@ -1,113 +1,210 @@
 """The human report of a run: ``report.html`` and the plots it shows under ``plots/``.
 
-Plots are drawn on ``matplotlib.figure.Figure`` with the Agg canvas, never through pyplot, so writing a
-report touches no global matplotlib state (backend, open-figure registry) in the caller's process.
+What a person looks for first comes first: the headline test metrics, the doctor's findings, then the plots
+(loss curves with the best epoch marked; predicted-vs-actual and residuals for regression; the confusion
+matrix), per-class metrics, the history, and the resolved config folded away at the end. With several
+targets, each metric block is shown per target. The figures are drawn in ``evaluation/plots.py``.
 """
 
 from __future__ import annotations
 
 import html
-import io
 import math
 import numbers
+import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from palaestra.artifacts import atomic_write
+from palaestra.evaluation import plots as P
+from palaestra.training.callbacks import history_columns
 
-_DPI = 100
 _FULL_HISTORY = 50  # longer histories show only their first and last _HISTORY_EDGE epochs
 _HISTORY_EDGE = 10
-_MAX_ANNOTATED_CLASSES = 20  # beyond this the counts no longer fit in the confusion-matrix cells
+_FIRST_SECTIONS = ("Doctor",)  # extra sections that belong right under the headline metrics
+_MAX_POINTS = 5000  # predicted-vs-actual: more test rows than this are subsampled
 
-_CSS = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 60em; color: #222; }
-h1 { font-size: 1.6em; } h2 { font-size: 1.2em; margin-top: 1.6em; border-bottom: 1px solid #ddd; }
+CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 60em; padding: 0 1em; color: #222; }
+h1 { font-size: 1.6em; margin-bottom: 0.2em; } .sub { color: #666; margin-top: 0; }
+h2 { font-size: 1.2em; margin-top: 1.6em; border-bottom: 1px solid #ddd; } h3 { font-size: 1em; }
 table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.9em; }
-th, td { border: 1px solid #ccc; padding: 0.2em 0.6em; text-align: right; }
+th, td { border: 1px solid #ccc; padding: 0.2em 0.6em; text-align: right; white-space: nowrap; }
 th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
+.scroll { overflow-x: auto; max-width: 100%; }
+.headline td { font-size: 1.15em; } .best td { background: #eef7ee; }
 pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
 img { max-width: 100%; display: block; margin: 0.5em 0; }
+.plots { display: flex; flex-wrap: wrap; gap: 0.5em 1em; align-items: flex-start; }
 .stop { background: #fff4d6; padding: 0.5em 0.8em; border-left: 4px solid #e0a800; }
+details summary { cursor: pointer; font-size: 1.2em; font-weight: bold; margin-top: 1.6em; }
 """
 
 
 def write_report(run_dir: Path, config: dict, history: list[dict], metrics: dict, info: dict,
-                 notices: list[str], sections: list[tuple[str, str]] | None = None) -> list[str]:
+                 notices: list[str], sections: list[tuple[str, str]] | None = None,
+                 predictions: dict[str, Any] | None = None) -> list[str]:
     """Write RUN/report.html and RUN/plots/*.png; return the written paths relative to run_dir (for the manifest).
 
-    ``sections`` are extra ``(title, html)`` parts appended to the report, such as the doctor's findings;
-    their HTML is trusted as already safe.
+    ``sections`` are extra ``(title, html)`` parts, such as the doctor's findings (shown under the headline
+    metrics) or a model's own monitors; their HTML is trusted as already safe. ``predictions`` (regression):
+    ``{"actual": [...], "predicted": [...], "target": name}`` for the test rows, in the target's units.
 
     >>> write_report(run_dir, cfg, history, metrics, {"task": "regression"}, [])  # doctest: +SKIP
     ['plots/loss.png', 'plots/metrics.png', 'report.html']
     """
     run_dir = Path(run_dir)
-    plots = _write_plots(run_dir, history, metrics)
-    parts = [
-        _table_section("Test metrics", _scalars(metrics.get("test"))),
-        _table_section("Validation metrics", _scalars(metrics.get("val"))),
-        _table_section("Run", {**info, "epochs": metrics.get("epochs"), "train_seconds": metrics.get("train_seconds")}),
-    ]
-    parts.append(_confusion_section(metrics))
+    best = _best_epoch(history, metrics)
+    plots = _write_plots(run_dir, history, metrics, best, predictions)
+    extra = list(sections or [])
+    first = [(t, f) for t, f in extra if t in _FIRST_SECTIONS]
+    later = [(t, f) for t, f in extra if t not in _FIRST_SECTIONS]
+    parts = [_metrics_section("Test metrics", metrics.get("test"), headline=True)]
+    parts += [f"<h2>{esc(title)}</h2>\n{fragment}" for title, fragment in first]
     if metrics.get("stop_reason"):
-        parts.append(f'<h2>Stop reason</h2>\n<p class="stop">{_esc(metrics["stop_reason"])}</p>')
+        parts.append(f'<h2>Stop reason</h2>\n<p class="stop">{esc(metrics["stop_reason"])}</p>')
     if notices:
-        items = "".join(f"<li>{_esc(n)}</li>" for n in notices)
+        items = "".join(f"<li>{esc(n)}</li>" for n in notices)
         parts.append(f"<h2>Data notices</h2>\n<ul>{items}</ul>")
     if plots:
-        images = "".join(f'<img src="{_esc(p)}" alt="{_esc(Path(p).stem)}">' for p in plots)
-        parts.append(f"<h2>Plots</h2>\n{images}")
-    parts.append(_history_section(history))
-    parts.append(f"<h2>Resolved config</h2>\n<pre>{_esc(yaml.safe_dump(config, sort_keys=False))}</pre>")
-    parts += [f"<h2>{_esc(title)}</h2>\n{fragment}" for title, fragment in sections or []]
-
-    title = _esc(f"palaestra report: {config.get('name', 'run')}")
-    page = (f'<!DOCTYPE html>\n<html lang="en">\n<head><meta charset="utf-8"><title>{title}</title>'
-            f"<style>{_CSS}</style></head>\n<body>\n<h1>{title}</h1>\n" + "\n".join(p for p in parts if p)
-            + "\n</body>\n</html>\n")
-    atomic_write(run_dir / "report.html", page)
+        images = "".join(f'<img src="{esc(p)}" alt="{esc(Path(p).stem)}">' for p in plots)
+        parts.append(f'<h2>Plots</h2>\n<div class="plots">{images}</div>')
+    parts += [_per_class_section(metrics), _confusion_section(metrics)]
+    parts += [f"<h2>{esc(title)}</h2>\n{fragment}" for title, fragment in later]
+    parts.append(_metrics_section("Validation metrics", metrics.get("val")))
+    parts.append(kv_section("Run", {**info, "epochs": metrics.get("epochs"), "best epoch": best,
+                                    "train_seconds": metrics.get("train_seconds")}))
+    parts.append(_history_section(history, best))
+    parts.append(f"<details><summary>Resolved config</summary>\n"
+                 f"<pre>{esc(yaml.safe_dump(config, sort_keys=False))}</pre></details>")
+    sub = " · ".join(str(info[k]) for k in ("task", "model", "data") if info.get(k))
+    atomic_write(run_dir / "report.html", page(f"palaestra report: {_name(config)}", parts, sub))
     return [*plots, "report.html"]
+
+
+def page(title: str, parts: list[str], subtitle: str = "") -> str:
+    """A whole HTML page: the title, an optional subtitle, then ``parts`` (already-safe HTML; empty ones skipped)."""
+    sub = f'<p class="sub">{esc(subtitle)}</p>\n' if subtitle else ""
+    return (f'<!DOCTYPE html>\n<html lang="en">\n<head><meta charset="utf-8"><title>{esc(title)}</title>'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<style>{CSS}</style></head>\n<body>\n<h1>{esc(title)}</h1>\n{sub}" + "\n".join(p for p in parts if p)
+            + "\n</body>\n</html>\n")
+
+
+def _name(config: dict) -> str:
+    name = config.get("name") or "run"
+    data = config.get("data") or {}
+    if name == "run" and data.get("source"):  # the name the run list shows
+        from palaestra.data.sources import default_target
+
+        stem = Path(str(data["source"])).stem
+        target = data.get("target") or default_target(str(data["source"]))
+        return f"{stem}-{target}" if target else stem
+    return name
+
+
+def _best_epoch(history: list[dict], metrics: dict) -> int | None:
+    best = metrics.get("best_epoch")
+    if isinstance(best, int) and not isinstance(best, bool) and best > 0:
+        return best
+    losses = [(v, row.get("epoch", i + 1)) for i, row in enumerate(history)
+              if isinstance(v := row.get("val_loss", row.get("train_loss")), numbers.Real) and math.isfinite(v)]
+    return int(min(losses)[1]) if losses else None
 
 
 # --- plots -------------------------------------------------------------------------------------------------
 
 
-def _write_plots(run_dir: Path, history: list[dict], metrics: dict) -> list[str]:
+def _write_plots(run_dir: Path, history: list[dict], metrics: dict, best: int | None,
+                 predictions: dict[str, Any] | None) -> list[str]:
     written: list[str] = []
 
-    def save(name: str, fig: Figure) -> None:
-        buf = io.BytesIO()
-        FigureCanvasAgg(fig).print_png(buf)
-        atomic_write(run_dir / "plots" / name, buf.getvalue())
+    def save(name: str, fig) -> None:
+        atomic_write(run_dir / "plots" / name, P.png(fig))
         written.append(f"plots/{name}")
 
     epochs = [row.get("epoch", i + 1) for i, row in enumerate(history)]
     if history:
-        save("loss.png", _curves(epochs, history, ["train_loss", "val_loss"], "loss"))
+        save("loss.png", P.curves(epochs, history, ["train_loss", "val_loss"], "loss", best))
     metric_keys = [k for k in _keys(history) if k.startswith("val_") and k != "val_loss"]
     if metric_keys:
-        save("metrics.png", _metric_grid(epochs, history, metric_keys))
-    lrs = {v for v in _series(history, "lr") if math.isfinite(v)}
+        save("metrics.png", P.metric_grid(epochs, history, metric_keys, best))
+    lrs = {v for v in P.series(history, "lr") if math.isfinite(v)}
     if len(lrs) > 1:
-        save("lr.png", _curves(epochs, history, ["lr"], "learning rate"))
-    split, part = _confusion_split(metrics)
-    if part:
-        save("confusion_matrix.png", _confusion(part["confusion_matrix"], _labels(part), split))
+        save("lr.png", P.curves(epochs, history, ["lr"], "learning rate"))
+    pairs = _pairs(predictions)
+    if pairs is not None:
+        actual, predicted, target = pairs
+        save("predicted_vs_actual.png", P.predicted_vs_actual(actual, predicted, target))
+        save("residuals.png", P.residuals(actual, predicted, target))
+    split, blocks = _confusion_blocks(metrics)
+    for label, part in blocks:
+        suffix = f"-{_slug(label)}" if label else ""
+        title = f"{split}, {label}" if label else split
+        save(f"confusion_matrix{suffix}.png", P.confusion(part["confusion_matrix"], _labels(part), title))
     return written
 
 
-def _confusion_split(metrics: dict) -> tuple[str, dict]:
+def _pairs(predictions: dict[str, Any] | None) -> tuple[np.ndarray, np.ndarray, str] | None:
+    if not predictions:
+        return None
+    try:
+        actual = np.asarray(predictions["actual"], dtype=np.float64).reshape(-1)
+        predicted = np.asarray(predictions["predicted"], dtype=np.float64).reshape(-1)
+    except (KeyError, TypeError, ValueError):
+        return None
+    keep = np.isfinite(actual) & np.isfinite(predicted)
+    if len(actual) != len(predicted) or not keep.any():
+        return None
+    actual, predicted = actual[keep], predicted[keep]
+    if len(actual) > _MAX_POINTS:
+        pick = np.random.default_rng(0).choice(len(actual), _MAX_POINTS, replace=False)
+        actual, predicted = actual[pick], predicted[pick]
+    return actual, predicted, str(predictions.get("target") or "target")
+
+
+def regression_predictions(run: Any, split: Any, limit: int = _MAX_POINTS) -> dict[str, Any] | None:
+    """A regression run's test predictions and targets in the target's units (for the report's plots)."""
+    import torch
+
+    if getattr(run.spec, "task", None) != "regression" or split is None or len(split) == 0:
+        return None
+    try:
+        *inputs, target = (t[:limit] for t in split.tensors)
+        device = next(iter(run.model.parameters())).device
+        with torch.inference_mode():
+            out = torch.cat([run.model(*(t[i:i + 1024].to(device) for t in inputs)).float().cpu()
+                             for i in range(0, len(target), 1024)]).numpy()
+        if out.ndim != 2 or out.shape[1] != 1 or target.numel() != len(target):
+            return None  # several outputs per row (e.g. several targets, a horizon): not one scatter
+        pre = run.preprocessor  # the run's own decoding: standardised values back to the target's units
+        actual = pre.decode(target.numpy().astype(np.float64).reshape(-1, 1))[0].predictions
+        return {"actual": np.asarray(actual).tolist(), "predicted": np.asarray(pre.decode(out)[0].predictions).tolist(),
+                "target": getattr(pre, "target", None)}
+    except Exception:  # a plot is a nicety: never lose a finished run over it
+        return None
+
+
+def _blocks(split: dict | None) -> list[tuple[str, dict]]:
+    """A split's metric blocks: ``[("", split)]``, or one per target when metrics are nested per target."""
+    split = split or {}
+    nested = [(str(k), v) for k, v in split.items() if isinstance(v, dict)]
+    if not nested:
+        return [("", split)] if split else []
+    flat = {k: v for k, v in split.items() if not isinstance(v, dict)}
+    return ([("", flat)] if _scalars(flat) else []) + nested
+
+
+def _confusion_blocks(metrics: dict) -> tuple[str, list[tuple[str, dict]]]:
     # The test split when there is one; a run without a test split still gets its validation matrix.
     for split in ("test", "val"):
-        part = metrics.get(split) or {}
-        if part.get("confusion_matrix"):
-            return split, part
-    return "", {}
+        blocks = [(label, part) for label, part in _blocks(metrics.get(split)) if part.get("confusion_matrix")]
+        if blocks:
+            return split, blocks
+    return "", []
 
 
 def _labels(part: dict) -> list[str]:
@@ -115,60 +212,14 @@ def _labels(part: dict) -> list[str]:
     return [str(c) for c in classes] if classes and len(classes) == k else [str(i) for i in range(k)]
 
 
-def _curves(epochs: list, history: list[dict], keys: list[str], ylabel: str) -> Figure:
-    fig = Figure(figsize=(6, 3.5), dpi=_DPI, layout="constrained")
-    ax = fig.add_subplot()
-    for key in keys:
-        values = _series(history, key)
-        if any(math.isfinite(v) for v in values):
-            ax.plot(epochs, values, marker="o" if len(epochs) < 30 else None, markersize=3, label=key)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    if ax.lines:
-        ax.legend()
-    return fig
-
-
-def _metric_grid(epochs: list, history: list[dict], keys: list[str]) -> Figure:
-    # One small panel per metric: rmse and r2 (or accuracy and loss-like values) do not share a scale.
-    cols = min(3, len(keys))
-    rows = math.ceil(len(keys) / cols)
-    fig = Figure(figsize=(3.2 * cols, 2.4 * rows), dpi=_DPI, layout="constrained")
-    for i, key in enumerate(keys):
-        ax = fig.add_subplot(rows, cols, i + 1)
-        ax.plot(epochs, _series(history, key), marker="o" if len(epochs) < 30 else None, markersize=3)
-        ax.set_title(key, fontsize=9)
-        ax.set_xlabel("epoch", fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.grid(alpha=0.3)
-    return fig
-
-
-def _confusion(matrix: list[list[int]], labels: list[str], split: str) -> Figure:
-    k = len(matrix)
-    side = min(3 + 0.45 * k, 12)
-    fig = Figure(figsize=(side, side), dpi=_DPI, layout="constrained")
-    ax = fig.add_subplot()
-    ax.imshow(matrix, cmap="Blues")
-    ax.set_xticks(range(k), labels, rotation=45 if k > 4 else 0, ha="right" if k > 4 else "center")
-    ax.set_yticks(range(k), labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(f"confusion matrix ({split})")
-    if k <= _MAX_ANNOTATED_CLASSES:
-        peak = max((max(row) for row in matrix), default=0)
-        for i, row in enumerate(matrix):
-            for j, count in enumerate(row):
-                ax.text(j, i, str(count), ha="center", va="center", fontsize=8,
-                        color="white" if count > peak / 2 else "black")
-    return fig
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:60]
 
 
 # --- html --------------------------------------------------------------------------------------------------
 
 
-def _history_section(history: list[dict]) -> str:
+def _history_section(history: list[dict], best: int | None = None) -> str:
     if not history:
         return ""
     keys = _keys(history)
@@ -176,33 +227,75 @@ def _history_section(history: list[dict]) -> str:
         rows: list[dict | None] = list(history)
     else:
         rows = [*history[:_HISTORY_EDGE], None, *history[-_HISTORY_EDGE:]]  # None marks the elided epochs
-    head = "".join(f"<th>{_esc(k)}</th>" for k in keys)
+    head = "".join(f"<th>{esc(k)}</th>" for k in keys)
     body = []
     for row in rows:
         if row is None:
             body.append(f'<tr><td colspan="{len(keys)}">… {len(history) - 2 * _HISTORY_EDGE} epochs …</td></tr>')
         else:
-            body.append("<tr>" + "".join(f"<td>{_esc(_fmt(row.get(k)))}</td>" for k in keys) + "</tr>")
-    return f"<h2>History</h2>\n<table><tr>{head}</tr>\n" + "\n".join(body) + "</table>"
+            mark = ' class="best"' if best is not None and row.get("epoch") == best else ""
+            body.append(f"<tr{mark}>" + "".join(f"<td>{esc(fmt(row.get(k)))}</td>" for k in keys) + "</tr>")
+    # A wide history (many metrics) scrolls inside its box instead of widening the page.
+    note = f"<p>The best epoch ({best}) is highlighted.</p>\n" if best is not None else ""
+    return (f'<h2>History</h2>\n{note}<div class="scroll"><table><tr>{head}</tr>\n' + "\n".join(body)
+            + "</table></div>")
 
 
 def _confusion_section(metrics: dict) -> str:
-    split, part = _confusion_split(metrics)
-    if not part:
-        return ""
-    labels = _labels(part)
-    head = "<tr><th>true \\ predicted</th>" + "".join(f"<th>{_esc(c)}</th>" for c in labels) + "</tr>"
-    body = "\n".join(f"<tr><th>{_esc(label)}</th>" + "".join(f"<td>{_esc(n)}</td>" for n in row) + "</tr>"
-                     for label, row in zip(labels, part["confusion_matrix"], strict=True))
-    return f"<h2>Confusion matrix ({_esc(split)})</h2>\n<table>\n{head}\n{body}\n</table>"
+    split, blocks = _confusion_blocks(metrics)
+    out = []
+    for label, part in blocks:
+        labels = _labels(part)
+        head = "<tr><th>true \\ predicted</th>" + "".join(f"<th>{esc(c)}</th>" for c in labels) + "</tr>"
+        body = "\n".join(f"<tr><th>{esc(name)}</th>" + "".join(f"<td>{esc(n)}</td>" for n in row) + "</tr>"
+                         for name, row in zip(labels, part["confusion_matrix"], strict=True))
+        title = f"Confusion matrix ({split}{', ' + label if label else ''})"
+        out.append(f'<h2>{esc(title)}</h2>\n<div class="scroll"><table>\n{head}\n{body}\n</table></div>')
+    return "\n".join(out)
 
 
-def _table_section(title: str, values: dict[str, Any]) -> str:
+def per_class(matrix: list[list[int]]) -> list[dict[str, float]]:
+    """Precision, recall, F1 and support per class from a confusion matrix (rows: true, columns: predicted)."""
+    m = np.asarray(matrix, dtype=np.float64)
+    tp, support, predicted = np.diag(m), m.sum(axis=1), m.sum(axis=0)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(tp), where=precision + recall > 0)
+    return [{"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+            for p, r, f, s in zip(precision, recall, f1, support, strict=True)]
+
+
+def _per_class_section(metrics: dict) -> str:
+    split, blocks = _confusion_blocks(metrics)
+    out = []
+    for label, part in blocks:
+        rows = per_class(part["confusion_matrix"])
+        head = "<tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>"
+        body = "\n".join(f"<tr><td>{esc(name)}</td>" + "".join(f"<td>{esc(fmt(r[k]))}</td>" for k in r) + "</tr>"
+                         for name, r in zip(_labels(part), rows, strict=True))
+        title = f"Per-class metrics ({split}{', ' + label if label else ''})"
+        out.append(f'<h2>{esc(title)}</h2>\n<div class="scroll"><table>\n{head}\n{body}\n</table></div>')
+    return "\n".join(out)
+
+
+def _metrics_section(title: str, split: dict | None, headline: bool = False) -> str:
+    out = []
+    for label, block in _blocks(split):
+        values = _scalars(block)
+        if values:
+            out.append(kv_section(f"{title} ({label})" if label else title, values,
+                                  "headline" if headline else ""))
+    return "\n".join(out)
+
+
+def kv_section(title: str, values: dict[str, Any], css_class: str = "") -> str:
+    """A titled two-column table of ``name: value`` (``None`` values left out)."""
     rows = [(k, v) for k, v in values.items() if v is not None]
     if not rows:
         return ""
-    body = "\n".join(f"<tr><td>{_esc(k)}</td><td>{_esc(_fmt(v))}</td></tr>" for k, v in rows)
-    return f"<h2>{_esc(title)}</h2>\n<table>\n{body}\n</table>"
+    body = "\n".join(f"<tr><td>{esc(k)}</td><td>{esc(fmt(v))}</td></tr>" for k, v in rows)
+    cls = f' class="{css_class}"' if css_class else ""
+    return f"<h2>{esc(title)}</h2>\n<table{cls}>\n{body}\n</table>"
 
 
 def _scalars(split: dict | None) -> dict[str, float]:
@@ -210,24 +303,15 @@ def _scalars(split: dict | None) -> dict[str, float]:
 
 
 def _keys(history: list[dict]) -> list[str]:
-    """Every column that appears in any epoch, in first-seen order (val_* may start late)."""
-    return list(dict.fromkeys(k for row in history for k in row))
+    """Every column that appears in any epoch (val_* may start late), in history.csv's order."""
+    return history_columns(history)
 
 
-def _series(history: list[dict], key: str) -> list[float]:
-    # Missing and non-finite values become NaN, which matplotlib draws as a gap instead of failing.
-    out = []
-    for row in history:
-        v = row.get(key)
-        out.append(float(v) if isinstance(v, numbers.Real) and math.isfinite(v) else math.nan)
-    return out
-
-
-def _fmt(value: Any) -> str:
+def fmt(value: Any) -> str:
     if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
         return f"{float(value):.4g}"
     return "" if value is None else str(value)
 
 
-def _esc(value: Any) -> str:
+def esc(value: Any) -> str:
     return html.escape(str(value))

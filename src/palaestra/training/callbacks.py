@@ -173,32 +173,101 @@ class Checkpoint(Callback):
         self.save(state)
 
 
-class Progress(Callback):
-    """A live rich progress bar: epoch, batch, training loss and the monitor.
+class HistoryCSV(Callback):
+    """Rewrites ``history.csv`` (atomically) after every epoch, so a running or interrupted run shows its epochs.
 
-    Redrawn from the training thread at most ``refresh_per_second`` times (no refresh thread competing for
-    the interpreter; one draw costs about half a millisecond); the loss is read from the device (a host sync)
-    only when the bar is redrawn.
+    Only per epoch: nothing on the per-step path. The file is the whole history each time (a resumed run's
+    history comes back from the checkpoint), in the same columns as the finished run's.
+    """
+
+    per_batch = False
+
+    def __init__(self, path):
+        self.path = path
+
+    def on_epoch_end(self, state: TrainState, logs: dict[str, float]) -> None:
+        from palaestra.artifacts import atomic_write
+
+        atomic_write(self.path, history_csv(state.history))
+
+
+def history_columns(history: Sequence[dict]) -> list[str]:
+    """history.csv's columns: epoch, train_loss, val_loss, val_<metric>..., grad_norm, lr, seconds, then extras."""
+    seen = list(dict.fromkeys(k for row in history for k in row))
+    order = ["epoch", "train_loss", "val_loss"] + sorted(c for c in seen if c.startswith("val_") and c != "val_loss")
+    order += [c for c in ("grad_norm", "lr", "seconds") if c in seen]
+    order += [c for c in seen if c not in order]  # what callbacks added (e.g. a GAN's d_loss, g_loss)
+    return [c for c in order if c in seen]
+
+
+def history_csv(history: Sequence[dict]) -> str:
+    """The history as CSV text (``pandas.read_csv`` reads it back exactly; a missing or NaN value is empty)."""
+    columns = history_columns(history)
+
+    def cell(v: Any) -> str:
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return ""
+        return repr(float(v)) if isinstance(v, float) else str(v)
+
+    lines = [",".join(columns)] + [",".join(cell(row.get(c)) for c in columns) for row in history]
+    return "\n".join(lines) + "\n"
+
+
+def format_duration(seconds: float) -> str:
+    """``42s``, ``3m05s``, ``2h07m``."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+class Progress(Callback):
+    """Training progress: a live rich bar on a terminal, one plain line per epoch anywhere else.
+
+    On a terminal the bar shows epoch, batch, training loss, the monitor and an ETA. Redrawn from the training
+    thread at most ``refresh_per_second`` times (no refresh thread competing for the interpreter; one draw
+    costs about half a millisecond); the loss is read from the device (a host sync) only when the bar is
+    redrawn. Off a terminal (CI, ``nohup``, ``| tee``) a bar would show nothing until the end: each epoch prints
+    ``epoch k/N  train_loss ...  val_... Ns  ETA ...`` instead, and nothing runs per step.
+
+    The ETA is the mean epoch time so far times the epochs left: an upper bound when early stopping ends
+    training sooner.
     """
 
     def __init__(self, epochs: int, console=None, refresh_per_second: float = 5):
+        if console is None:
+            from rich.console import Console
+
+            console = Console(stderr=True, highlight=False)
         self.epochs, self.console, self.interval = epochs, console, 1.0 / refresh_per_second
+        self.live = console.is_terminal
+        self.per_batch = self.live  # the plain lines are per epoch only
         self.progress = None
         self.done, self.next_draw = 0, 0.0
 
     def on_train_begin(self, state: TrainState) -> None:
+        self.started, self.first_epoch = time.monotonic(), state.epoch
+        self.epoch_started = self.started
+        self.last = ""
+        if not self.live:
+            return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.progress = Progress(TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(),
                                  MofNCompleteColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+                                 TextColumn("{task.fields[eta]}"),
                                  console=self.console, transient=False, auto_refresh=False)
         self.progress.start()
         self.task = self.progress.add_task("train", total=len(state.batcher), epoch=state.epoch + 1,
-                                           epochs=self.epochs, info="")
+                                           epochs=self.epochs, info="", eta="")
         self.bar = next(t for t in self.progress.tasks if t.id == self.task)
-        self.last = ""
 
     def on_epoch_begin(self, state: TrainState) -> None:
+        self.epoch_started = time.monotonic()
+        if not self.live:
+            return
         position = state.batcher.order.position
         self.done = position if 0 < position < len(state.batcher) else 0
         self.progress.update(self.task, total=len(state.batcher), completed=self.done, epoch=state.epoch + 1,
@@ -212,13 +281,26 @@ class Progress(Callback):
             self.progress.update(self.task, completed=self.done, info=f"loss {loss.item():.4f}  {self.last}")
             self._draw()
 
+    def _eta(self, state: TrainState) -> str:
+        done = state.epoch - self.first_epoch
+        if done <= 0 or state.epoch >= self.epochs:
+            return ""
+        per_epoch = (time.monotonic() - self.started) / done
+        return f"ETA {format_duration(per_epoch * (self.epochs - state.epoch))}"
+
     def on_epoch_end(self, state: TrainState, logs: dict[str, float]) -> None:
         shown = [f"train_loss {logs['train_loss']:.4f}"]
         for k, v in logs.items():
-            if k.startswith("val_") and len(shown) < 3:
+            if k.startswith("val_") and (len(shown) < 3 or not self.live):
                 shown.append(f"{k} {v:.4f}")
         self.last = "  ".join(shown)
-        self.progress.update(self.task, completed=self.done, info=self.last)
+        eta = self._eta(state)
+        if not self.live:
+            seconds = time.monotonic() - self.epoch_started
+            line = f"epoch {state.epoch}/{self.epochs}  {self.last}  {seconds:.1f}s" + (f"  {eta}" if eta else "")
+            self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+            return
+        self.progress.update(self.task, completed=self.done, info=self.last, eta=eta)
         if time.monotonic() >= self.next_draw:
             self._draw()
 

@@ -7,6 +7,7 @@ Layout of the study directory::
     plots/          optimisation history, parameter importances, parallel coordinates (per stage)
     best.yaml       the full resolved config with the best values: `palaestra train best.yaml` retrains it
     best.json       study, trial number, value (and cv mean/std), params, the retrained run's value
+    study.html      the human report: best value and params, the trials best first, the plots
     best-run/       the best config retrained into a run directory
 """
 
@@ -23,6 +24,7 @@ import pandas as pd
 
 from palaestra.artifacts import atomic_write, finite_json, write_json
 from palaestra.errors import ConfigError
+from palaestra.tuning.report import write_study_report
 from palaestra.tuning.space import decode_params
 
 if TYPE_CHECKING:
@@ -72,8 +74,7 @@ def trial_rows(stage: Stage, label: str | None = None) -> list[dict[str, Any]]:
     return rows
 
 
-def write_trials_csv(result: StudyResult) -> Path:
-    rows = [r for s in result.stages for r in trial_rows(s)]
+def write_trials_csv(result: StudyResult, rows: list[dict[str, Any]]) -> Path:
     path = result.study_dir / "trials.csv"
     atomic_write(path, pd.DataFrame(rows).to_csv(index=False))
     return path
@@ -104,7 +105,7 @@ def write_plots(result: StudyResult) -> tuple[list[Path], list[str]]:
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    ax = plot(stage.study)
+                    ax = plot(stage.study, target_name=result.metric)  # not "Objective Value"
                 fig = (ax.flat[0] if hasattr(ax, "flat") else ax).figure
                 path = plots / f"{prefix}{name}.png"
                 fig.savefig(path, dpi=100, bbox_inches="tight")
@@ -196,10 +197,12 @@ def _short(v: Any) -> str:
 def write_outputs(result: StudyResult, console=None, best_run: bool = True, plots: bool = True,
                   quiet: bool = False) -> None:
     with _locked(result.study_dir / ".outputs.lock"):
-        files = [write_trials_csv(result)]
+        rows = [r for s in result.stages for r in trial_rows(s)]
+        files = [write_trials_csv(result, rows)]
         drawn, notes = write_plots(result) if plots else ([], [])
         files += drawn
         files += write_best(result, best_run)
+        files.append(write_study_report(result, rows, drawn, notes))
     result.files = files
     if quiet:
         return
