@@ -118,7 +118,9 @@ def summary(run: Path) -> dict[str, Any]:
     config = _config(run)
     flat = flatten(config)
     try:  # `auto` and unset values as the run resolved them
-        target = read_json(run / "preprocess.json")["preprocessor"].get("target")
+        pre = read_json(run / "preprocess.json")["preprocessor"]
+        names = [o["name"] for o in pre.get("outputs", [])]  # typed features: one name per target
+        target = (names[0] if len(names) == 1 else names) if names else pre.get("target")
     except (ArtifactError, KeyError, TypeError, AttributeError):
         target = None
     if target is not None and flat.get("data.target") is None:
