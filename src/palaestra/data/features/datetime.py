@@ -28,12 +28,13 @@ def parse_times(series: pd.Series) -> pd.Series:
         text = series.where(~is_missing(series))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "could not infer format": the fallback below parses per value
+            # utc=True: values with different offsets (or none) land on one clock instead of an object column.
             try:
-                out = pd.to_datetime(text, errors="coerce", format="ISO8601")
+                out = pd.to_datetime(text, errors="coerce", format="ISO8601", utc=True)
             except (ValueError, TypeError):
-                out = pd.to_datetime(text, errors="coerce", format="mixed")
+                out = pd.to_datetime(text, errors="coerce", format="mixed", utc=True)
             if out.isna().sum() > (~is_missing(series)).sum() * 0.05 + text.isna().sum():
-                out = pd.to_datetime(text, errors="coerce", format="mixed")
+                out = pd.to_datetime(text, errors="coerce", format="mixed", utc=True)
     if getattr(out.dt, "tz", None) is not None:
         out = out.dt.tz_convert("UTC").dt.tz_localize(None)
     return out
