@@ -71,6 +71,7 @@ class DataConfig(_Section):
     sequence: bool | None = None  # .npz x as (N, T[, F]) sequences; None: decided by data and model family
     window: int = Field(24, ge=1)  # forecast: input steps per window
     horizon: int = Field(1, ge=1)  # forecast: predict the value this many steps after the window
+    season: int | None = Field(None, ge=2)  # forecast: steps per season (None: from the training autocorrelation)
     time_column: str | None = None  # forecast: sort rows by this column (None: a date-like column, else row order)
     max_length: int = Field(128, ge=2)  # text: tokens per text (classification) or context length (language model)
     text_column: str | None = None  # shorthand for features: {COLUMN: {type: text}}
@@ -132,6 +133,10 @@ class ModelConfig(_Section):
     heads: int = Field(4, ge=1)  # attention heads (d_model must be divisible by heads)
     ff_dim: int | None = Field(None, ge=1)  # transformer feed-forward width; None: 4 * d_model
     latent_dim: int = Field(64, ge=1)  # GAN: noise vector size
+    # Forecasting: each window is seen relative to its own level, which is added back to the forecast (reversible
+    # instance normalisation): `last` (its last value: the model predicts the change), `mean` (its mean and
+    # spread, RevIN), or `none` (the training scale only).
+    window_norm: Literal["last", "mean", "none"] = "last"
 
     @field_validator("hidden", "channels")
     @classmethod

@@ -249,9 +249,12 @@ def evaluate_splits(parts: Parts, data: PreparedData, device: torch.device) -> t
     val = evaluate(parts.model, parts.val, parts.loss_fn, parts.metrics(), device) if parts.val is not None else {}
     test = evaluate(parts.model, parts.test, parts.loss_fn, parts.metrics(), device) if parts.test is not None else {}
     baseline = getattr(data.preprocessor, "baseline_metrics", None)  # e.g. the persistence forecast's naive_mae
-    if baseline is not None:
-        val.update(baseline(data.val) if val else {})
-        test.update(baseline(data.test) if test else {})
+    scores = getattr(data.preprocessor, "model_scores", None)  # e.g. the forecast's MASE
+    for metrics, split in ((val, data.val), (test, data.test)):
+        if metrics and baseline is not None:
+            metrics.update(baseline(split))
+        if metrics and scores is not None:
+            metrics.update(scores(metrics))
     return val, test
 
 

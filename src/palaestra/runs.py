@@ -237,6 +237,9 @@ class Run:
         baseline = getattr(pre, "baseline_metrics", None)
         if baseline is not None:
             result.update(baseline(split))
+        scores = getattr(pre, "model_scores", None)
+        if scores is not None:
+            result.update(scores(result))
         result["rows"] = int(len(split))
         return result
 

@@ -50,9 +50,12 @@ class ForecastPreprocessor:
     classes = None
 
     def __init__(self, target: str, features: list[str], mean: list[float], std: list[float], window: int, horizon: int,
-                 time_column: str | None = None):
+                 time_column: str | None = None, season: int | None = None, scale: float = 1.0):
         self.target, self.features, self.mean, self.std = target, features, mean, std
         self.window, self.horizon, self.time_column = window, horizon, time_column
+        # season: steps per season (for the seasonal-naive baseline); scale: the in-sample MAE of the one-step
+        # persistence forecast on the training rows, in target units (the denominator of MASE)
+        self.season, self.scale = season, scale
 
     @property
     def target_mean(self) -> float:
@@ -98,12 +101,33 @@ class ForecastPreprocessor:
     def decode_target(self, values: np.ndarray) -> np.ndarray:
         return values * self.target_std + self.target_mean
 
+    def seasonal_lag(self) -> int | None:
+        """Steps back from a window's last row to the same point of the season as the target, if in the window."""
+        if not self.season:
+            return None
+        back = self.season * -(-self.horizon // self.season) - self.horizon  # t + h - m * ceil(h / m), from t
+        return back if back < self.window else None
+
     def baseline_metrics(self, split: Any) -> dict[str, float]:
-        """``naive_mae``: the persistence forecast (last observed target) on the same points, original units."""
+        """Baselines on the same points, original units: ``naive_mae`` (persistence: the last observed value),
+        ``seasonal_naive_mae`` (the value one season before the target), and ``mase`` scores (MAE divided by
+        the training series' one-step persistence MAE) for each."""
         if len(split) == 0:
             return {}
-        last = split.inputs[0][:, -1, 0].double()
-        return {"naive_mae": float((last - split.target.double()).abs().mean()) * self.target_std}
+        x, y = split.inputs[0][:, :, 0].double(), split.target.double()
+        out = {"naive_mae": float((x[:, -1] - y).abs().mean()) * self.target_std}
+        lag = self.seasonal_lag()
+        if lag is not None:
+            out["seasonal_naive_mae"] = float((x[:, -1 - lag] - y).abs().mean()) * self.target_std
+            out["season"] = self.season
+        for name in ("naive", "seasonal_naive"):
+            if f"{name}_mae" in out:
+                out[f"{name}_mase"] = out[f"{name}_mae"] / self.scale
+        return out
+
+    def model_scores(self, metrics: dict[str, Any]) -> dict[str, float]:
+        """The model's ``mase`` from its ``mae``."""
+        return {"mase": metrics["mae"] / self.scale} if "mae" in metrics else {}
 
     def labelled(self, df: Any) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
         """Every window of a labelled series with the value ``horizon`` steps after it (for ``evaluate``)."""
@@ -122,16 +146,39 @@ class ForecastPreprocessor:
     def spec(self, embedding_dim: int | None = None) -> FeatureSpec:
         return FeatureSpec(kind="sequence", task="forecast", input_names=["x", "lengths"], n_outputs=1,
                            input_shape=[self.window, len(self.features)], feature_names=list(self.features),
-                           extra={"window": self.window, "horizon": self.horizon, "target": self.target})
+                           extra={"window": self.window, "horizon": self.horizon, "target": self.target,
+                                  "season": self.season})
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "target": self.target, "features": self.features, "mean": self.mean, "std": self.std,
-                "window": self.window, "horizon": self.horizon, "time_column": self.time_column}
+                "window": self.window, "horizon": self.horizon, "time_column": self.time_column,
+                "season": self.season, "scale": self.scale}
 
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ForecastPreprocessor:
         return cls(**{k: v for k, v in d.items() if k != "kind"})
+
+
+def infer_season(series: np.ndarray, max_lag: int) -> int | None:
+    """The lag (2..max_lag) of the highest autocorrelation peak of the detrended series, if it is a clear one
+    (autocorrelation above 0.3 and above its neighbours); None for a series without a season."""
+    y = np.asarray(series, np.float64)
+    if len(y) < 8:
+        return None
+    t = np.arange(len(y))
+    y = y - np.polyval(np.polyfit(t, y, 1), t)  # a trend would make every lag look alike
+    y = y - y.mean()
+    denom = float((y * y).sum())
+    if denom <= 0:
+        return None
+    top = min(max_lag, len(y) // 2)
+    acf = np.array([float((y[k:] * y[:-k]).sum()) / denom for k in range(1, top + 1)])
+    best, best_value = None, 0.3
+    for k in range(2, top):
+        if acf[k - 1] > best_value and acf[k - 1] >= acf[k - 2] and acf[k - 1] >= acf[k]:
+            best, best_value = k, acf[k - 1]
+    return best
 
 
 def prepare(cfg: DataConfig, raw: Any, seed: int, notices: list[str]) -> PreparedData:
@@ -175,6 +222,12 @@ def prepare(cfg: DataConfig, raw: Any, seed: int, notices: list[str]) -> Prepare
     std = np.where(std > 1e-12, std, 1.0)
     pre = ForecastPreprocessor(str(target), features, [float(m) for m in mean], [float(s) for s in std], w, h, None)
     z = pre.scaled(raw)  # already in time order
+    history = z[:n_tr, 0].astype(np.float64) * pre.target_std  # the training series, in target units (centred)
+    pre.scale = float(np.abs(np.diff(history)).mean()) or 1.0
+    pre.season = cfg.season or infer_season(history, max_lag=w + 1)  # a season the window can hold
+    if pre.season:
+        notices.append(f"season of {pre.season} steps" + (" (data.season)" if cfg.season else
+                       " inferred from the training autocorrelation (set data.season to change it)"))
     splits = []
     for start, stop in ((0, n_tr), (n_tr, n_tr + n_va), (n_tr + n_va, n)):
         targets = np.arange(max(start, w + h - 1), stop)  # target rows inside this split

@@ -26,6 +26,7 @@ from palaestra.config import Config, DataConfig, ModelConfig
 from palaestra.data.spec import FeatureSpec
 from palaestra.errors import ConfigError
 from palaestra.models.init import initialize
+from palaestra.models.window_norm import WindowNorm
 
 
 @dataclass(frozen=True)
@@ -97,4 +98,6 @@ def build_model(spec: FeatureSpec, cfg: ModelConfig) -> nn.Module:
     """
     model = FAMILIES[resolve_family(spec, cfg)].build(spec, cfg)
     initialize(model, cfg)
+    if spec.task == "forecast" and cfg.window_norm != "none":
+        model = WindowNorm(model, cfg.window_norm)
     return model
