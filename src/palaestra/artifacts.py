@@ -18,27 +18,74 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from palaestra.errors import ArtifactError
+from palaestra.errors import ArtifactError, OutputError
 
 MANIFEST = "manifest.json"
 
 
-def atomic_write(path: str | Path, data: bytes | str) -> None:
-    """Write ``data`` to ``path`` so a crash leaves either the old file or the whole new one."""
+def cannot_write(path: str | Path, exc: OSError) -> OutputError:
+    """The plain error for an output that cannot be written (exit 2): where, and the system's reason."""
+    reason = exc.strerror or type(exc).__name__
+    return OutputError(f"cannot write {path}: {reason}")
+
+
+def make_dir(path: str | Path) -> Path:
+    """``mkdir -p`` that turns a place the user cannot write to into an ``OutputError`` (exit 2)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    raw = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise OutputError(f"cannot write {path}: it exists and is not a directory") from None
+    except OSError as exc:
+        raise cannot_write(path, exc) from None
+    return path
+
+
+def temp_path(path: str | Path) -> Path:
+    """A fresh hidden name beside ``path`` (same directory, so ``os.replace`` onto ``path`` is atomic)."""
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise cannot_write(path, exc) from None
+    os.close(fd)
+    return Path(tmp)
+
+
+def commit(tmp: str | Path, path: str | Path) -> None:
+    """Atomically move a finished temporary file onto its final name, and make the rename durable."""
+    path = Path(path)
+    try:
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise cannot_write(path, exc) from None
+    _fsync_dir(path.parent)
+
+
+def atomic_write(path: str | Path, data: bytes | str) -> None:
+    """Write ``data`` to ``path`` so a crash leaves either the old file or the whole new one.
+
+    A destination that cannot be written (not a directory, no permission, disk full) is an ``OutputError``.
+    """
+    path = Path(path)
+    make_dir(path.parent)
+    if path.is_dir():
+        raise OutputError(f"cannot write {path}: it is a directory")
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    tmp = temp_path(path)
+    try:
+        with open(tmp, "wb") as f:
             f.write(raw)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise cannot_write(path, exc) from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    commit(tmp, path)
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -55,7 +102,9 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def write_json(path: str | Path, obj: Any) -> None:
-    atomic_write(path, json.dumps(obj, indent=2, default=json_default) + "\n")
+    """Strict JSON only: a NaN or an infinity is a bug to fix where it arises (``finite_json`` for reports),
+    never ``NaN``/``Infinity`` in a file that other JSON readers must parse."""
+    atomic_write(path, json.dumps(obj, indent=2, default=json_default, allow_nan=False) + "\n")
 
 
 def finite_json(obj: Any) -> Any:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import os
 import sys
 import time
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from palaestra.errors import UserError
+from palaestra.errors import UserError, one_line, redact
 
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
 # Modules that register further commands (tuning, deployment, doctor, ...). Missing ones are skipped.
@@ -44,6 +45,52 @@ def command(name: str, help: str):
         return fn
 
     return deco
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with the CLI's error contract: a bad argument is one plain line on stderr and exit 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        sys.stderr.write(f"error: {self.prog}: {one_line(message)} (see {self.prog} --help)\n")
+        sys.exit(2)
+
+
+def finite_float(text: str) -> float:
+    """An argparse type: a float that is a number (not nan, not inf)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def bounded_int(low: int, high: int, what: str = "a whole number"):
+    """An argparse type: an int in [low, high], so a typo cannot ask for a billion samples or processes."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {one_line(repr(text), 80)}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected {what} between {low} and {high}, got {value}")
+        return value
+
+    parse.__name__ = what  # argparse names the type in its messages
+    return parse
+
+
+def port(text: str) -> int:
+    """An argparse type: a TCP port, 0-65535 (0: any free port)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is between 0 and 65535, got {value}")
+    return value
 
 
 def console(stderr: bool = False):
@@ -138,7 +185,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     add_train_options(p)
     p.add_argument("--out", help="run directory to create (default: runs/NAME-TIMESTAMP)")
     p.add_argument("--resume", metavar="RUN", help="continue an interrupted run from its last checkpoint")
-    p.add_argument("--nproc", type=int, default=None, help="data-parallel processes (torch.distributed)")
+    p.add_argument("--nproc", type=bounded_int(1, 1024, "a process count"), default=None, help="data-parallel processes (torch.distributed)")
     p.add_argument("--nnodes", default=None, help="passed to torchrun for multi-node runs")
     p.add_argument("--node-rank", default=None, help="passed to torchrun")
     p.add_argument("--rdzv-endpoint", default=None, help="passed to torchrun (HOST:PORT)")
@@ -193,28 +240,31 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
 def cmd_runs(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from palaestra.artifacts import read_json
+    from palaestra.rundir import read_metrics, verify_run
     from palaestra.runs import RunIndex
+
+    def test_metrics(run: Path) -> dict[str, Any]:
+        verify_run(run)
+        return read_metrics(run).get("test", {})
 
     out = console()
     if args.action == "show":
         if len(args.paths) != 1:
             raise UserError("palaestra runs show RUN")
         run = Path(args.paths[0])
-        metrics = read_json(run / "metrics.json") if (run / "metrics.json").is_file() else {}
-        print_metrics(metrics.get("test", {}), f"{run} (test)", out)
+        print_metrics(test_metrics(run), f"{run} (test)", out)
         return 0
     if args.action == "compare":
         if len(args.paths) < 2:
             raise UserError("palaestra runs compare RUN RUN [...]")
         table = Table(title="compare (test metrics)")
         table.add_column("metric")
-        metrics = [read_json(Path(p) / "metrics.json").get("test", {}) for p in args.paths]
+        metrics = [test_metrics(Path(p)) for p in args.paths]
         for p in args.paths:
             table.add_column(Path(p).name, justify="right")
         keys = [k for k in metrics[0] if isinstance(metrics[0][k], float)]
         for k in keys:
-            table.add_row(k, *(f"{m.get(k, float('nan')):.4f}" for m in metrics))
+            table.add_row(k, *(f"{m[k]:.4f}" if isinstance(m.get(k), float) else "-" for m in metrics))
         out.print(table)
         return 0
     runs = RunIndex.default().list()
@@ -264,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
         except ModuleNotFoundError as exc:
             if exc.name is None or not module.startswith(exc.name):
                 raise
-    parser = argparse.ArgumentParser(prog="palaestra", description="Train, evaluate, tune and deploy deep-learning models.")
+    parser = Parser(prog="palaestra", description="Train, evaluate, tune and deploy deep-learning models.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (help_text, setup, _) in COMMANDS.items():
@@ -282,17 +332,34 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return handler(args) or 0
     except UserError as exc:
-        err.print(f"error: {exc}", markup=False, soft_wrap=True)
+        err.print(f"error: {one_line(str(exc))}", markup=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         err.print("interrupted", markup=False)
         return 130
+    except (MemoryError, RuntimeError) as exc:
+        if not _out_of_memory(exc):
+            return _internal_error(exc, err)
+        # What the config asked for (sizes, lengths) exceeds this machine: the user's to change, not a bug.
+        err.print(f"error: out of memory ({one_line(str(exc), 200)}): the config asks for more than this machine "
+                  f"has; lower its sizes (data.max_length, train.batch_size, model widths)", markup=False, soft_wrap=True)
+        return 2
     except Exception as exc:  # an internal error: a bug, reported with its traceback
-        if os.environ.get("PALAESTRA_DEBUG"):
-            raise
-        err.print(f"internal error: {type(exc).__name__}: {exc}", markup=False, soft_wrap=True)
-        traceback.print_exc(file=sys.stderr)
-        return 1
+        return _internal_error(exc, err)
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """numpy's and Python's MemoryError, torch's OutOfMemoryError and its CPU allocator's failure."""
+    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" \
+        or "can't allocate memory" in str(exc) or "DefaultCPUAllocator" in str(exc)
+
+
+def _internal_error(exc: BaseException, err) -> int:
+    if os.environ.get("PALAESTRA_DEBUG"):
+        raise exc
+    err.print(f"internal error: {type(exc).__name__}: {one_line(str(exc))}", markup=False, soft_wrap=True)
+    sys.stderr.write(redact("".join(traceback.format_exception(exc))))
+    return 1
 
 
 if __name__ == "__main__":  # pragma: no cover
