@@ -342,7 +342,7 @@ def tune(config: Config | dict | str | Path | None, *, out: str | Path, storage:
     stages = stages_of(config, study_name)
     if config.tune.sampler == "grid":
         for s in stages:
-            grid_space(s.space)  # a continuous range fails here, before anything runs
+            grid_size(s.space)  # a continuous range or a huge grid fails here, before anything runs
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # failures reach the user as errors
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     rdb = open_storage(url)
