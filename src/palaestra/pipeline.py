@@ -29,6 +29,7 @@ from palaestra.errors import ConfigError, UserError
 from palaestra.evaluation.metrics import MetricSet
 from palaestra.models.registry import build_model, resolve_family
 from palaestra.models.rnn import family_defaults
+from palaestra.resources import build_within_memory, check_machine
 from palaestra.runs import Run, RunIndex, read_state, set_state
 from palaestra.training import callbacks as cb
 from palaestra.training.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
@@ -166,6 +167,7 @@ def train(config: Config | dict | str | Path | None = None, *, source: pd.DataFr
     else:
         config = load_config(config, overrides)
     seed_everything(config.seed)
+    check_machine(config)
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     device = pick_device(config.train.device)
@@ -182,7 +184,7 @@ def train(config: Config | dict | str | Path | None = None, *, source: pd.DataFr
     })
     config = family_defaults(config)  # e.g. gradient clipping for recurrent models, unless set
     seed_everything(config.seed)  # the same weights whatever the data stage consumed
-    model = build_model(data.spec, config.model).to(device)
+    model = build_within_memory(build_model, data.spec, config.model, device).to(device)
     channels_last = use_channels_last(config, data.spec)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -284,6 +286,7 @@ def train(config: Config | dict | str | Path | None = None, *, source: pd.DataFr
     run.report_sections = [s for c in model_callbacks if (s := getattr(c, "report_section", lambda h: None)(state.history))]
     if run_dir is not None:
         _write_run(run_dir, run, data, state, device)
+        _refuse_diverged(run_dir, state)
     if state.diverged and not quiet:
         _say(console, f"[red]warning:[/] {state.stop_reason}")
     return run
@@ -295,6 +298,19 @@ def _say(console, text: str) -> None:
 
         console = Console(stderr=True)
     console.print(text)
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite: the run directory is kept (for ``palaestra doctor``), marked failed."""
+
+
+def _refuse_diverged(run_dir: Path, state: TrainState) -> None:
+    """A diverged run is not a finished model: mark it failed (not complete) and exit 2 saying so."""
+    if not state.diverged:
+        return
+    set_state(run_dir, "failed", error=str(state.stop_reason)[:500])
+    raise TrainingDiverged(f"training {state.stop_reason}; the run {run_dir} is marked failed "
+                           f"(see: palaestra doctor {run_dir})")
 
 
 def _claim_run_dir(run_dir: Path) -> None:
@@ -340,7 +356,7 @@ def _write_run(run_dir: Path, run: Run, data: PreparedData, state: TrainState, d
                                              "splits": {k: getattr(data, k).index.tolist() for k in ("train", "val", "test")}})
     write_json(run_dir / "metrics.json", finite_json(run.metrics))
     atomic_write(run_dir / "history.csv", _history_frame(state.history).to_csv(index=False))
-    write_json(run_dir / "diagnostics.json", {"grad_norms": state.grad_history})
+    write_json(run_dir / "diagnostics.json", finite_json({"grad_norms": state.grad_history}))
     write_json(run_dir / "env.json", environment(device, run.config.seed))
     files = ["config.yaml", "model.safetensors", "preprocess.json", "metrics.json", "history.csv", "diagnostics.json", "env.json"]
     try:  # the training doctor: findings go into report.html; `palaestra train` prints run.findings

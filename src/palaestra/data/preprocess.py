@@ -7,6 +7,7 @@ saved run applies exactly the same transformation at predict and serve time.
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +58,18 @@ class Column:
     # drift monitoring: training-split histogram
     bins: list[float] = field(default_factory=list)
     freqs: list[float] = field(default_factory=list)
+
+
+def _scale(what: str, values: pd.Series) -> tuple[float, float]:
+    """Mean and standard deviation for standardising; values so large that these overflow (|x| near 1e308)
+    are refused, naming the column, rather than saved as Infinity (not JSON) and scaled to zeros."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean, std = float(values.mean()), float(values.std(ddof=0))
+    if not (math.isfinite(mean) and math.isfinite(std)):
+        biggest = float(np.abs(values.to_numpy(dtype=np.float64)).max())
+        raise DataError(f"{what} holds values too large to scale (up to {biggest:.3g}): rescale the column "
+                        f"(e.g. log or divide by a constant) or drop it with data.drop")
+    return mean, std
 
 
 def infer_task(y: pd.Series | np.ndarray) -> str:
@@ -185,8 +198,8 @@ class TablePreprocessor:
                 if len(finite) == 0:
                     raise DataError(f"column '{name}' has no values in the training split")
                 fill = float(finite.median())
-                std = float(finite.std(ddof=0))
-                col = Column(name, kind, fill=fill, mean=float(finite.mean()), std=std if std > 1e-12 else 1.0,
+                mean, std = _scale(f"column '{name}'", finite)
+                col = Column(name, kind, fill=fill, mean=mean, std=std if std > 1e-12 else 1.0,
                              indicator=bool(values.isna().any()))
                 edges = np.unique(np.quantile(finite, np.linspace(0, 1, 11)))
                 col.bins = [float(e) for e in edges]
@@ -211,7 +224,8 @@ class TablePreprocessor:
             yv = _numeric_view(y)[0]
             if yv.isna().all():
                 raise DataError(f"target '{target}' has no numeric values for regression")
-            t_mean, t_std = float(yv.mean()), float(yv.std(ddof=0)) or 1.0
+            t_mean, t_std = _scale(f"target '{target}'", yv.dropna())
+            t_std = t_std or 1.0
         return cls(target, task, columns, classes, t_mean, t_std, dropped)
 
     # -- applying -----------------------------------------------------------------------------------------
