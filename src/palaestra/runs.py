@@ -20,17 +20,17 @@ import pandas as pd
 import torch
 from torch import nn
 
-from palaestra.artifacts import MANIFEST, read_json, read_tensors, verify_manifest, write_json
+from palaestra.artifacts import read_json, read_tensors, verify_manifest, write_json
 from palaestra.config import Config, build_config, read_yaml
 from palaestra.data.arrays import ArrayPreprocessor
 from palaestra.data.preprocess import TablePreprocessor, preprocessor_from_dict
 from palaestra.data.sources import ArrayData, read_source
 from palaestra.data.spec import FeatureSpec
 from palaestra.errors import ArtifactError, DataError
+from palaestra.rundir import CORE_FILES, read_history, read_metrics, read_preprocess, verify_run
 
 STATE_FILE = "state.json"
 STATES = ("running", "complete", "failed", "interrupted")
-CORE_FILES = ("config.yaml", "model.safetensors", "preprocess.json", "metrics.json")
 
 
 def read_weights(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -62,6 +62,14 @@ def read_state(run_dir: Path) -> str:
     if state == "running" and not _alive(data.get("pid"), data.get("host")):
         return "interrupted"
     return state
+
+
+def _state_error(run_dir: Path) -> str:
+    try:
+        data = read_json(Path(run_dir) / STATE_FILE)
+    except ArtifactError:
+        return "no reason recorded"
+    return str(data.get("error") or "no reason recorded")[:300] if isinstance(data, dict) else "no reason recorded"
 
 
 def _alive(pid: Any, host: Any) -> bool:
@@ -106,14 +114,11 @@ class Run:
         from palaestra.models.registry import build_model
 
         path = Path(path)
-        if not path.is_dir():
-            raise ArtifactError(f"run directory {path} does not exist")
-        state = read_state(path)
-        if not (path / MANIFEST).is_file():
-            raise ArtifactError(f"{path} is not a finished run (state: {state}); resume it with: palaestra train --resume {path}")
-        verify_manifest(path, list(CORE_FILES))
+        verify_run(path, CORE_FILES)  # every file the manifest lists, not only these
+        if read_state(path) == "failed":  # e.g. the loss diverged: its weights are no model to use
+            raise ArtifactError(f"{path} is a failed run ({_state_error(path)}): retrain it")
         config = build_config(read_yaml(path / "config.yaml"))
-        pre_json = read_json(path / "preprocess.json")
+        pre_json = read_preprocess(path)
         try:
             pre = preprocessor_from_dict(pre_json["preprocessor"])
             spec = FeatureSpec.from_dict(pre_json["spec"])
@@ -130,10 +135,8 @@ class Run:
             model.load_state_dict(weights)
         except RuntimeError as exc:
             raise ArtifactError(f"{path / 'model.safetensors'} does not fit the model in config.yaml: {str(exc).splitlines()[0]}") from None
-        metrics = read_json(path / "metrics.json")
-        history = []
-        if (path / "history.csv").is_file():
-            history = pd.read_csv(path / "history.csv").to_dict("records")
+        metrics = read_metrics(path)
+        history = read_history(path).to_dict("records")
         return cls(config, pre, spec, model, metrics, history, path)
 
     # -- using ---------------------------------------------------------------------------------------------
