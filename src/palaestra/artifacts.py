@@ -41,6 +41,43 @@ def make_dir(path: str | Path) -> Path:
     return path
 
 
+OWNER = ".palaestra-owner.json"  # the marker of a directory a command created for its outputs
+
+
+def claim_dir(path: str | Path, made_by: str, legacy: tuple[str, ...] = ()) -> Path:
+    """Create ``path`` for the outputs of ``palaestra MADE_BY``, or reuse it only if that command made it.
+
+    A command never overwrites or deletes what it did not create: an existing non-empty directory without
+    the command's marker (or, for directories made before markers, one of its ``legacy`` files) is refused.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"cannot write {path}: it exists and is not a directory")
+    if path.is_dir() and any(path.iterdir()):
+        owner = path / OWNER
+        try:
+            mine = owner.is_file() and json.loads(owner.read_text(encoding="utf-8")).get("made_by") == made_by
+        except (OSError, ValueError, AttributeError):
+            mine = False
+        if not mine and not any((path / name).exists() for name in legacy):
+            found = sorted(p.name for p in path.iterdir())
+            shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
+            raise OutputError(f"{path} already holds files that palaestra {made_by} did not create ({shown}); "
+                              f"choose another --out (a new or empty directory)")
+    make_dir(path)
+    if not (path / OWNER).is_file():
+        write_json(path / OWNER, {"made_by": made_by})
+    return path
+
+
+def owned_by(path: str | Path, made_by: str) -> bool:
+    """Whether ``claim_dir(path, made_by)`` created (or adopted) this directory."""
+    try:
+        return json.loads((Path(path) / OWNER).read_text(encoding="utf-8")).get("made_by") == made_by
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def temp_path(path: str | Path) -> Path:
     """A fresh hidden name beside ``path`` (same directory, so ``os.replace`` onto ``path`` is atomic)."""
     path = Path(path)
