@@ -64,6 +64,18 @@ def read_state(run_dir: Path) -> str:
     return state
 
 
+def finite_outputs(out: np.ndarray) -> np.ndarray:
+    """Model outputs, refused (DataError) where any is NaN or infinite: a label or a number decoded from them
+    would look like an answer and be none (e.g. inputs far outside the training range overflow the logits)."""
+    bad = ~np.isfinite(out).reshape(len(out), -1).all(axis=1)
+    if bad.any():
+        rows = np.nonzero(bad)[0]
+        shown = ", ".join(map(str, rows[:5])) + (f" and {len(rows) - 5} more" if len(rows) > 5 else "")
+        raise DataError(f"the model's outputs are not finite numbers for row{'s' if len(rows) > 1 else ''} {shown} "
+                        f"(inputs far outside the training range?): no prediction")
+    return out
+
+
 def _state_error(run_dir: Path) -> str:
     try:
         data = read_json(Path(run_dir) / STATE_FILE)
@@ -171,7 +183,7 @@ class Run:
         with torch.inference_mode():
             for start in range(0, len(inputs[0]), batch_size):
                 outs.append(self.model(*(t[start:start + batch_size].to(device) for t in inputs)).float().cpu())
-        return torch.cat(outs).numpy() if outs else np.zeros((0, self.spec.n_outputs), np.float32)
+        return finite_outputs(torch.cat(outs).numpy()) if outs else np.zeros((0, self.spec.n_outputs), np.float32)
 
     def predict_proba(self, data: Any) -> np.ndarray:
         if self.spec.task != "classification":
