@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from palaestra.artifacts import atomic_write, finite_json, write_json, write_manifest, write_tensors
+from palaestra.artifacts import atomic_write, finite_json, make_dir, write_json, write_manifest, write_tensors
 from palaestra.config import Config, build_config, load_config, read_yaml
 from palaestra.data.batching import LoaderBatcher, TensorBatcher
 from palaestra.data.prepare import PreparedData, prepare_data
@@ -314,11 +314,11 @@ def _refuse_diverged(run_dir: Path, state: TrainState) -> None:
 
 
 def _claim_run_dir(run_dir: Path) -> None:
-    if run_dir.exists() and any(run_dir.iterdir()):
+    if run_dir.is_dir() and any(run_dir.iterdir()):
         state = read_state(run_dir)
         raise UserError(f"run directory {run_dir} already exists (state: {state}); "
                         f"choose another --out, or continue it with --resume {run_dir}")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    make_dir(run_dir)  # a place that cannot hold a directory is an OutputError (exit 2)
 
 
 def _resume_config(config: Config | dict | str | Path | None, overrides, run_dir: Path) -> Config:

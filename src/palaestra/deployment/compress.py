@@ -268,7 +268,10 @@ def compress(run: Run, out: str | Path, prune: float | None = None, quantize: st
     # compress leaves `out` as it was (so the same command can simply run again) and a `.NAME.partial-*`
     # directory that says what it is, never a half-written run that looks like an interrupted training.
     make_dir(out.parent)
-    work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
+    try:
+        work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
+    except OSError as exc:
+        raise cannot_write(out, exc) from None
     try:
         atomic_write(work / "model.safetensors", blob)
         for name in ("config.yaml", "preprocess.json", "history.csv"):

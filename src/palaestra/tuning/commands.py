@@ -35,10 +35,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
     # A stable default directory: the same command again resumes (or reports) the same study.
     out = Path(args.out) if args.out else runs_root() / f"{name}-tune"
     err = console(stderr=True)
-    err.print(f"study '{name}' in {out} ({cfg.tune.sampler} sampler, {cfg.tune.pruner} pruner, "
-              f"{'grid' if cfg.tune.sampler == 'grid' else cfg.tune.trials} trials)")
+
+    def announce() -> None:  # once the settings, directory and storage are checked: errors come alone
+        err.print(f"study '{name}' in {out} ({cfg.tune.sampler} sampler, {cfg.tune.pruner} pruner, "
+                  f"{'grid' if cfg.tune.sampler == 'grid' else cfg.tune.trials} trials)")
+
     result = tune(cfg, out=out, storage=args.storage, study_name=name, console=console(),
-                  best_run=not args.no_best_run)
+                  best_run=not args.no_best_run, on_start=announce)
     err.print(f"this worker ran {len(result.ran)} trials: {', '.join(map(str, result.ran)) or 'none'}")
     if not result.ran:
         err.print("the study already had its trials: raise --trials to extend it, or start another with --study")

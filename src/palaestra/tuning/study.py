@@ -348,8 +348,12 @@ def best_of(stage: Stage) -> Any:
 
 def tune(config: Config | dict | str | Path | None, *, out: str | Path, storage: str | None = None,
          study_name: str | None = None, overrides: list[str] | dict | None = None, console=None,
-         best_run: bool = True, plots: bool = True, quiet: bool = False) -> StudyResult:
-    """Run a study (all its stages), write the outputs to ``out`` and return the result."""
+         best_run: bool = True, plots: bool = True, quiet: bool = False,
+         on_start: Callable[[], None] | None = None) -> StudyResult:
+    """Run a study (all its stages), write the outputs to ``out`` and return the result.
+
+    ``on_start`` is called once the settings, the directory and the storage have been checked, before trials run.
+    """
     import warnings
 
     from palaestra.pipeline import TrainingInterrupted
@@ -368,6 +372,8 @@ def tune(config: Config | dict | str | Path | None, *, out: str | Path, storage:
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # failures reach the user as errors
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     rdb = open_storage(url)
+    if on_start is not None:
+        on_start()
     base = config.to_dict()
     base["train"]["progress"] = False
     best_params: dict[str, Any] = {}
