@@ -197,6 +197,9 @@ CASES = {
     "infinite-space-bound": (lambda d, r: ["tune", "--space", "optimizer.lr={uniform: [0.001, .inf]}"], "finite"),
     "value-too-large-to-scale": (lambda d, r: train_on(csv(d, "t.csv", table(24, a=[0.5 * i for i in range(23)] + [1e308]))),
                                  "column 'a' holds values too large"),
+    "value-too-large-npz-target": (lambda d, r: train_on(npz(d, "big.npz", x=np.random.default_rng(0).random((20, 3)),
+                                                            y=np.r_[np.linspace(0, 1, 19), 1e308]), "--task",
+                                                    "regression"), "too large"),
     "diverging-run": (lambda d, r: train_on(csv(d, "t.csv", table(30)), "--out", "diverged", "--set", "optimizer.name=sgd",
                                             "--set", "optimizer.lr=1e30", "--set", "train.epochs=3", "--set", "train.progress=false"),
                       "diverged"),
@@ -273,6 +276,8 @@ CASES = {
                              "metrics.json"),
     "evaluate-metrics-wrong-shape": (lambda d, r: ["evaluate", damaged_copy(d, r, "metrics.json", '"x"', resign=True),
                                                    "--data", penguins_rows(d, r, "e.csv")], "metrics.json"),
+    "serve-log-inside-a-file": (lambda d, r: ["serve", str(r), "--log-predictions", f"{a_file(d)}/log.jsonl"],
+                                "not a directory"),
     "serve-damaged-env": (lambda d, r: ["serve", damaged_copy(d, r, "env.json", "{}"), "--port", "0"], "env.json"),
 }
 

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from palaestra.data.preprocess import PREPROCESSORS, KeywordState, _jsonable, label_codes
+from palaestra.data.scaling import finite_stats, standardized_target
 from palaestra.data.sources import ArrayData
 from palaestra.data.spec import FeatureSpec
 from palaestra.errors import DataError
@@ -73,7 +74,8 @@ class ArrayPreprocessor(KeywordState):
             proto.classes = classes
         else:
             yt = y[train_idx].astype(np.float64)
-            proto.target_mean, proto.target_std = float(yt.mean()), float(yt.std()) or 1.0
+            proto.target_mean, proto.target_std = finite_stats("target 'y'", yt)
+            proto.target_std = proto.target_std or 1.0
         return proto
 
     def inputs(self, x: np.ndarray | ArrayData) -> tuple[np.ndarray, ...]:
@@ -105,7 +107,7 @@ class ArrayPreprocessor(KeywordState):
             raise DataError("labels 'y' must be numbers for regression") from None
         if not np.isfinite(values).all():
             raise DataError(f"labels 'y' hold NaN or infinite values in {int((~np.isfinite(values)).sum())} samples")
-        return ((values - self.target_mean) / self.target_std).astype(np.float32)
+        return standardized_target("target 'y'", values, self.target_mean, self.target_std)
 
     def decode_target(self, values: np.ndarray) -> np.ndarray:
         if self.task == "classification":

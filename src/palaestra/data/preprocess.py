@@ -7,13 +7,13 @@ saved run applies exactly the same transformation at predict and serve time.
 from __future__ import annotations
 
 import difflib
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from palaestra.data.scaling import finite_stats, standardized_target
 from palaestra.data.spec import FeatureSpec
 from palaestra.errors import DataError
 
@@ -58,18 +58,6 @@ class Column:
     # drift monitoring: training-split histogram
     bins: list[float] = field(default_factory=list)
     freqs: list[float] = field(default_factory=list)
-
-
-def _scale(what: str, values: pd.Series) -> tuple[float, float]:
-    """Mean and standard deviation for standardising; values so large that these overflow (|x| near 1e308)
-    are refused, naming the column, rather than saved as Infinity (not JSON) and scaled to zeros."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        mean, std = float(values.mean()), float(values.std(ddof=0))
-    if not (math.isfinite(mean) and math.isfinite(std)):
-        biggest = float(np.abs(values.to_numpy(dtype=np.float64)).max())
-        raise DataError(f"{what} holds values too large to scale (up to {biggest:.3g}): rescale the column "
-                        f"(e.g. log or divide by a constant) or drop it with data.drop")
-    return mean, std
 
 
 def infer_task(y: pd.Series | np.ndarray) -> str:
@@ -198,7 +186,7 @@ class TablePreprocessor:
                 if len(finite) == 0:
                     raise DataError(f"column '{name}' has no values in the training split")
                 fill = float(finite.median())
-                mean, std = _scale(f"column '{name}'", finite)
+                mean, std = finite_stats(f"column '{name}'", finite)
                 col = Column(name, kind, fill=fill, mean=mean, std=std if std > 1e-12 else 1.0,
                              indicator=bool(values.isna().any()))
                 edges = np.unique(np.quantile(finite, np.linspace(0, 1, 11)))
@@ -224,7 +212,7 @@ class TablePreprocessor:
             yv = _numeric_view(y)[0]
             if yv.isna().all():
                 raise DataError(f"target '{target}' has no numeric values for regression")
-            t_mean, t_std = _scale(f"target '{target}'", yv.dropna())
+            t_mean, t_std = finite_stats(f"target '{target}'", yv)
             t_std = t_std or 1.0
         return cls(target, task, columns, classes, t_mean, t_std, dropped)
 
@@ -304,7 +292,7 @@ class TablePreprocessor:
             raise DataError(f"target '{self.target}' must be numeric with no missing values for regression")
         if np.isinf(values.to_numpy(dtype=np.float64)).any():
             raise DataError(f"target '{self.target}' holds an infinite value: regression needs finite targets")
-        return ((values.to_numpy(dtype=np.float64) - self.target_mean) / self.target_std).astype(np.float32)
+        return standardized_target(f"target '{self.target}'", values.to_numpy(dtype=np.float64), self.target_mean, self.target_std)
 
     def decode_target(self, values: np.ndarray) -> np.ndarray:
         """Model outputs on the training scale -> labels (classification codes) or original units."""

@@ -15,6 +15,7 @@ import numpy as np
 
 from palaestra.config import Config, DataConfig
 from palaestra.data.preprocess import PREPROCESSORS, KeywordState, _jsonable, infer_task, label_codes
+from palaestra.data.scaling import finite_stats, standardized_target
 from palaestra.data.sources import ArrayData, BuiltIn, register_builtin
 from palaestra.data.spec import FeatureSpec
 from palaestra.data.splits import split_indices
@@ -95,7 +96,8 @@ class SequencePreprocessor(KeywordState):
                 raise DataError("labels 'y' hold only one class in the training split: nothing to learn")
         else:
             yv = np.asarray(y, np.float64)
-            pre.target_mean, pre.target_std = float(yv.mean()), float(yv.std()) or 1.0
+            pre.target_mean, pre.target_std = finite_stats("labels 'y'", yv)
+            pre.target_std = pre.target_std or 1.0
         return pre
 
     def inputs(self, x: np.ndarray | ArrayData) -> tuple[np.ndarray, np.ndarray]:
@@ -119,7 +121,7 @@ class SequencePreprocessor(KeywordState):
             if (codes < 0).any():
                 raise DataError("labels 'y' include classes not seen in training")
             return codes
-        return ((np.asarray(y, np.float64) - self.target_mean) / self.target_std).astype(np.float32)
+        return standardized_target("labels 'y'", np.asarray(y, np.float64), self.target_mean, self.target_std)
 
     def decode_target(self, values: np.ndarray) -> np.ndarray:
         if self.task == "classification":
