@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from palaestra.errors import UserError, one_line, redact
+from palaestra.errors import UserError, one_line, redact, redact_logs
 
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
 # Modules that register further commands (tuning, deployment, doctor, ...). Missing ones are skipped.
@@ -329,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handler = COMMANDS[args.command][2]
     err = console(stderr=True)
+    redact_logs()  # log lines (optuna, sqlalchemy, uvicorn) mask URL credentials as messages do
     try:
         return handler(args) or 0
     except UserError as exc:

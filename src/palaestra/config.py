@@ -281,6 +281,8 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     if "=" not in item:
         raise ConfigError(f"--set expects KEY=VALUE, got {shown(item)}")
     key, raw = item.split("=", 1)
+    if key.count(".") >= MAX_DEPTH:
+        raise ConfigError(f"--set {shown(key)}: a key path is at most {MAX_DEPTH} parts long")
     try:
         value = safe_yaml(raw, f"--set {shown(key)}", MAX_VALUE_BYTES) if raw.strip() else None
     except yaml.YAMLError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
 
@@ -54,3 +55,22 @@ def one_line(text: str, limit: int = MAX_MESSAGE) -> str:
         cut = len(text) - limit
         text = f"{text[: limit - 200]} ... ({cut} characters cut) ... {text[-200:]}"
     return text
+
+
+def redact_logs() -> None:
+    """Mask credentials in every log record this process creates (any logger, any handler): the message and
+    its string arguments are redacted as the record is made. Idempotent."""
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "redacts", False):
+        return
+
+    def factory(*args, **kwargs) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        if isinstance(record.args, tuple):  # formatters such as uvicorn's access log read the args themselves
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+        return record
+
+    factory.redacts = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)

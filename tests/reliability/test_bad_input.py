@@ -217,6 +217,7 @@ CASES = {
     "deeply-nested-config": (lambda d, r: ["train", write(d, "c.yaml", "model: " + "[" * 100_000 + "]" * 100_000)],
                              "nested more than"),
     "deeply-nested-set": (lambda d, r: ["train", "--set", "model.hidden=" + "[" * 5000 + "]" * 5000], "nested more than"),
+    "deep-set-key": (lambda d, r: ["train", "--set", "tune.space." + ".".join(["a"] * 5000) + "=1"], "at most"),
     "huge-config-file": (lambda d, r: ["train", write(d, "c.yaml", "name: x\n" + "# padding\n" * 200_000)], "bytes"),
     "huge-set-value": (lambda d, r: ["train", "--set", "model.activation=" + "x" * 1_000_000], "limit"),
     "huge-unknown-value": (lambda d, r: ["train", "--set", "model.activation=[" + "1," * 30_000 + "1]"],

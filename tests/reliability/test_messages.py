@@ -70,3 +70,15 @@ def test_a_column_too_large_to_scale_is_refused_by_name():
     df = pd.DataFrame({"a": [1e308, -1e308] + [0.5 * i for i in range(28)], "y": ["x", "z"] * 15})
     with pytest.raises(DataError, match="column 'a' holds values too large"):
         TablePreprocessor.fit(df, "y", "classification", [("a", "numeric")], {}, 16)
+
+
+def test_log_lines_are_redacted(caplog):
+    import logging
+
+    from palaestra.errors import redact_logs
+
+    redact_logs()
+    with caplog.at_level(logging.INFO):
+        logging.getLogger("palaestra.test").info("connecting to %s", "postgresql://u:PASSWORD@db/x")
+        logging.getLogger("uvicorn.access").info('%s - "%s %s"', "1.2.3.4", "GET", "/predict?token=PASSWORD")
+    assert "PASSWORD" not in caplog.text and caplog.text.count("***") == 2

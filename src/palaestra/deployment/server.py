@@ -33,7 +33,7 @@ from palaestra.artifacts import read_json
 from palaestra.data.preprocess import TablePreprocessor
 from palaestra.deployment.export import OnnxRunner, TorchRunner, export
 from palaestra.deployment.monitoring import Metrics, PredictionLog, environment_warnings
-from palaestra.errors import ArtifactError, UserError, redact
+from palaestra.errors import ArtifactError, UserError, redact_logs
 from palaestra.runs import Run, finite_outputs
 
 log = logging.getLogger("palaestra.serve")
@@ -340,22 +340,8 @@ def server_config(app, host: str, port: int, header_timeout: float = HEADER_TIME
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, http=protocol,
                             timeout_keep_alive=5, timeout_graceful_shutdown=30, limit_concurrency=max_connections,
                             backlog=max(128, max_connections), h11_max_incomplete_event_size=MAX_HEADER_BYTES)
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):  # their handlers are configured by now
-        for handler in logging.getLogger(name).handlers:
-            handler.addFilter(RedactFilter())
+    redact_logs()  # a client may send ?token=... in a URL, and uvicorn logs request lines
     return config
-
-
-class RedactFilter(logging.Filter):
-    """Masks credentials in log lines (a client may send ?token=... in a URL; uvicorn logs request lines)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.args:
-            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args) \
-                if isinstance(record.args, tuple) else record.args
-        if isinstance(record.msg, str):
-            record.msg = redact(record.msg)
-        return True
 
 
 def timed_h11(header_timeout: float) -> type:
