@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from palaestra.artifacts import read_json, read_tensors, verify_manifest, write_json
+from palaestra.artifacts import make_dir, read_json, read_tensors, verify_manifest, write_json
 from palaestra.config import Config, build_config, read_yaml
 from palaestra.data.arrays import ArrayPreprocessor
 from palaestra.data.preprocess import TablePreprocessor, preprocessor_from_dict
@@ -252,10 +252,14 @@ class RunIndex:
         return cls(runs_root() / "index.sqlite")
 
     def _connect(self) -> sqlite3.Connection:
-        self.db.parent.mkdir(parents=True, exist_ok=True)
-        con = sqlite3.connect(self.db, timeout=30)
-        con.execute("""CREATE TABLE IF NOT EXISTS runs (path TEXT PRIMARY KEY, name TEXT, task TEXT, state TEXT,
-                       created REAL, updated REAL, metrics TEXT)""")
+        make_dir(self.db.parent)
+        try:
+            con = sqlite3.connect(self.db, timeout=30)
+            con.execute("""CREATE TABLE IF NOT EXISTS runs (path TEXT PRIMARY KEY, name TEXT, task TEXT, state TEXT,
+                           created REAL, updated REAL, metrics TEXT)""")
+        except sqlite3.DatabaseError as exc:  # e.g. "file is not a database": damaged, or not ours
+            raise ArtifactError(f"the run index {self.db} cannot be used ({exc}): move it away "
+                                f"(or set PALAESTRA_RUNS to another directory)") from None
         return con
 
     def record(self, run_dir: Path, state: str | None = None, name: str | None = None, task: str | None = None,

@@ -337,6 +337,14 @@ def test_semicolon_csv_is_read_not_refused(tmp_path):
     assert list(read_source(str(path)).columns) == ["a", "b", "y"]
 
 
+def test_a_damaged_run_index_is_a_plain_error(tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "index.sqlite").write_bytes(b"not a database, but a user's file" * 100)
+    r = cli("runs", env={"PALAESTRA_RUNS": str(runs)})
+    assert r.returncode == 2 and r.stderr.startswith("error: the run index") and "Traceback" not in r.stderr
+
+
 @pytest.mark.parametrize("case", ["unknown-config-key"])
 def test_as_its_own_process(case, tmp_path, penguins_run):
     """The same refusal through ``python -m palaestra``: the process's exit code and stderr (one case: each
