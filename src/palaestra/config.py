@@ -38,6 +38,7 @@ MAX_DEPTH = 64  # nesting of mappings and lists
 MAX_LAYERS = 1024
 # Widths, lengths and counts: int32 is the most torch's kernels index; `resources.py` then checks the memory.
 MAX_SIZE = 2**31 - 1
+MAX_INIT = 1e6  # initial weights beyond this are no initialisation (and beyond float32, torch refuses them)
 
 
 class _Section(BaseModel):
@@ -95,7 +96,7 @@ class ModelConfig(_Section):
     dropout: float = Field(0.2, ge=0, lt=1)
     init: InitName | PretrainedInit = "kaiming"
     init_range: tuple[float, float] = (-0.05, 0.05)  # for `uniform`; `normal` uses init_std
-    init_std: float = Field(0.02, gt=0)
+    init_std: float = Field(0.02, gt=0, le=MAX_INIT)
     # CNN: one conv block (conv, batch norm, activation, max-pool) per entry.
     channels: list[int] = Field([32, 64], max_length=MAX_LAYERS)
     kernel_size: int = Field(3, ge=1, le=MAX_SIZE)
@@ -109,6 +110,13 @@ class ModelConfig(_Section):
     heads: int = Field(4, ge=1, le=MAX_LAYERS)  # attention heads (d_model must be divisible by heads)
     ff_dim: int | None = Field(None, ge=1, le=MAX_SIZE)  # transformer feed-forward width; None: 4 * d_model
     latent_dim: int = Field(64, ge=1, le=MAX_SIZE)  # GAN: noise vector size
+
+    @field_validator("init_range")
+    @classmethod
+    def _init_range(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not -MAX_INIT <= v[0] < v[1] <= MAX_INIT:
+            raise ValueError(f"needs low < high, both within ±{MAX_INIT:g}")
+        return v
 
     @field_validator("hidden", "channels")
     @classmethod
