@@ -71,8 +71,8 @@ def check_machine(config: Config) -> None:
 def parameter_count(build, spec, cfg: ModelConfig) -> int | None:
     """Parameters the model would have, counted on the ``meta`` device (shapes only, no memory); None when the
     family cannot be built there (e.g. it loads pretrained weights)."""
-    try:
-        with torch.device("meta"):
+    try:  # forked RNG: the real build that follows draws exactly the weights it would have drawn anyway
+        with torch.random.fork_rng(devices=[]), torch.device("meta"):
             model = build(spec, cfg)
     except ConfigError:
         raise
