@@ -326,6 +326,11 @@ def test_a_diverged_run_is_failed_not_complete(corpus):
     run = corpus["diverging-run"]["cwd"] / "diverged"
     assert json.loads((run / "state.json").read_text())["state"] == "failed"
     assert (run / "manifest.json").is_file()  # kept whole, for `palaestra doctor`
+    from palaestra.errors import ArtifactError
+    from palaestra.runs import Run
+
+    with pytest.raises(ArtifactError, match="failed run"):  # its weights are no model to predict with
+        Run.load(run)
 
 
 def test_yaml_tags_do_not_execute_code(corpus):
