@@ -93,6 +93,13 @@ def port(text: str) -> int:
     return value
 
 
+def json_line(obj: Any) -> str:
+    """``--json`` output: strict JSON (NaN and infinities as null), which every JSON reader accepts."""
+    from palaestra.artifacts import finite_json
+
+    return json.dumps(finite_json(obj), allow_nan=False)
+
+
 def console(stderr: bool = False):
     from rich.console import Console
 
@@ -201,7 +208,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     run = Run.load(args.run)
     metrics = run.evaluate(args.data)
     if args.json:
-        print(json.dumps(metrics))
+        print(json_line(metrics))
     else:
         print_metrics(metrics, f"{args.run} on {args.data}")
     return 0
@@ -269,7 +276,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         return 0
     runs = RunIndex.default().list()
     if args.json:
-        print(json.dumps(runs))
+        print(json_line(runs))
         return 0
     table = Table(title=f"runs ({RunIndex.default().db})")
     for col in ("run", "name", "task", "state", "key metric"):

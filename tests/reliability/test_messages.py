@@ -82,3 +82,13 @@ def test_log_lines_are_redacted(caplog):
         logging.getLogger("palaestra.test").info("connecting to %s", "postgresql://u:PASSWORD@db/x")
         logging.getLogger("uvicorn.access").info('%s - "%s %s"', "1.2.3.4", "GET", "/predict?token=PASSWORD")
     assert "PASSWORD" not in caplog.text and caplog.text.count("***") == 2
+
+
+def test_json_output_is_strict_json():
+    import json
+
+    from palaestra.cli import json_line
+
+    line = json_line({"roc_auc": float("nan"), "pair": (1.0, float("inf"))})
+    assert json.loads(line, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}")) == \
+        {"roc_auc": None, "pair": [1.0, None]}

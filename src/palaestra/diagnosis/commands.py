@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from palaestra.cli import command, console
+from palaestra.cli import command, console, json_line
 
 
 @command("doctor", help="diagnose a finished run: overfitting, learning rate, gradients, leakage, ...")
@@ -20,7 +19,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     for note in notes:
         err.print(f"note: {note}", markup=False, soft_wrap=True)
     if args.json:
-        print(json.dumps([f.to_dict() for f in findings]))
+        print(json_line([f.to_dict() for f in findings]))
     else:
         print_findings(findings, console())
     return 0
