@@ -31,7 +31,7 @@ def test_parameters_are_counted_without_allocating_or_drawing_random_numbers(spe
 
 
 def test_a_model_beyond_the_available_memory_is_refused_before_it_is_built(spec, monkeypatch):
-    monkeypatch.setattr(resources, "available_memory", lambda: 1 << 20)  # a machine with 1 MiB free
+    monkeypatch.setattr(resources, "machine_memory", lambda: 1 << 20)  # a machine with 1 MiB of memory
     built = []
     with pytest.raises(ConfigError, match="parameters"):
         resources.build_within_memory(lambda s, c: built.append(1) or build_model(s, c), spec,

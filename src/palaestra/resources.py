@@ -33,20 +33,22 @@ def machine_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def available_memory() -> int | None:
-    """Bytes of memory a new allocation can get: MemAvailable, capped by a cgroup limit; None if unknown."""
+def machine_memory() -> int | None:
+    """Bytes of memory this machine can give a process: physical memory, capped by a cgroup (container) limit;
+    None if unknown. The capacity, not what happens to be free now: a model that needs more can never train
+    here, while one that fits the machine but not the moment is the operating system's to page, not ours to refuse.
+    """
     found: list[int] = []
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
+            if line.startswith("MemTotal:"):
                 found.append(int(line.split()[1]) * 1024)
     except (OSError, ValueError, IndexError):
         pass
-    try:  # cgroup v2: the container's own limit, when it has one
+    try:  # cgroup v2: the container's own limit, when it has one ("max" when it has none)
         limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
         if limit.isdigit():
-            used = Path("/sys/fs/cgroup/memory.current").read_text().strip()
-            found.append(int(limit) - (int(used) if used.isdigit() else 0))
+            found.append(int(limit))
     except OSError:
         pass
     if not found:
@@ -54,7 +56,7 @@ def available_memory() -> int | None:
             found.append(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
         except (AttributeError, ValueError, OSError):
             return None
-    return max(0, min(found))
+    return min(found)
 
 
 def check_machine(config: Config) -> None:
@@ -87,11 +89,11 @@ def build_within_memory(build, spec, cfg: ModelConfig, device: torch.device | No
     ``build`` is the model registry's ``build_model``; it is passed in so this module imports no model code.
     """
     n = parameter_count(build, spec, cfg)
-    free = _device_memory(device) if device is not None and device.type == "cuda" else available_memory()
-    if n is not None and free is not None and n * 4 * TRAINING_COPIES > free:
+    memory = _device_memory(device) if device is not None and device.type == "cuda" else machine_memory()
+    if n is not None and memory is not None and n * 4 * TRAINING_COPIES > memory:
         need = n * 4 * TRAINING_COPIES
         raise ConfigError(f"the model would have {n:,} parameters: training it needs about {_gib(need)} "
-                          f"(weights, gradients, optimizer state) but this machine has {_gib(free)} available; "
+                          f"(weights, gradients, optimizer state) but this machine has {_gib(memory)} of memory; "
                           f"make it smaller ({SIZE_KNOBS})")
     try:
         return build(spec, cfg)
@@ -105,7 +107,7 @@ def build_within_memory(build, spec, cfg: ModelConfig, device: torch.device | No
 
 def _device_memory(device: torch.device) -> int | None:
     try:
-        return int(torch.cuda.mem_get_info(device)[0])
+        return int(torch.cuda.mem_get_info(device)[1])  # the device's total memory
     except (RuntimeError, AssertionError):
         return None
 

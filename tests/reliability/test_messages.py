@@ -80,7 +80,7 @@ def test_log_lines_are_redacted(caplog):
     redact_logs()
     with caplog.at_level(logging.INFO):
         logging.getLogger("palaestra.test").info("connecting to %s", "postgresql://u:PASSWORD@db/x")
-        logging.getLogger("uvicorn.access").info('%s - "%s %s"', "1.2.3.4", "GET", "/predict?token=PASSWORD")
+        logging.getLogger("palaestra.test.access").info('%s - "%s %s"', "1.2.3.4", "GET", "/predict?token=PASSWORD")
     assert "PASSWORD" not in caplog.text and caplog.text.count("***") == 2
 
 
