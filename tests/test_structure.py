@@ -18,13 +18,13 @@ PACKAGE = SRC / "palaestra"
 # Lower layers never import higher ones (DESIGN.md: data <- models <- training <- evaluation <- tuning/deployment
 # <- CLI; config, errors, artifacts and the hook names sit below everything; the run directory above evaluation).
 LAYERS = [
-    {"palaestra.errors", "palaestra.hooks"},
+    {"palaestra.errors", "palaestra.hooks", "palaestra.formatting"},
     {"palaestra.config", "palaestra.artifacts"},
     {"palaestra.data"},
     {"palaestra.models"},
-    {"palaestra.training"},
+    {"palaestra.training", "palaestra.resources"},
     {"palaestra.evaluation"},
-    {"palaestra.runs", "palaestra.runs_view"},
+    {"palaestra.runs", "palaestra.runs_view", "palaestra.index", "palaestra.rundir"},
     {"palaestra.diagnosis", "palaestra.pipeline"},
     {"palaestra.tuning", "palaestra.deployment", "palaestra.generative", "palaestra.estimators"},
     {"palaestra.cli", "palaestra.distributed", "palaestra", "palaestra.__main__"},

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from palaestra.errors import ArtifactError
+from palaestra.errors import ArtifactError, OutputError
 
 if TYPE_CHECKING:  # torch is imported where tensors are read or written: commands that only read JSON stay fast
     import torch
@@ -21,25 +21,109 @@ if TYPE_CHECKING:  # torch is imported where tensors are read or written: comman
 MANIFEST = "manifest.json"
 
 
-def atomic_write(path: str | Path, data: bytes | str) -> None:
-    """Write ``data`` to ``path`` so a crash leaves either the old file or the whole new one."""
+def cannot_write(path: str | Path, exc: OSError) -> OutputError:
+    """The plain error for an output that cannot be written (exit 2): where, and the system's reason."""
+    reason = exc.strerror or type(exc).__name__
+    return OutputError(f"cannot write {path}: {reason}")
+
+
+def make_dir(path: str | Path) -> Path:
+    """``mkdir -p`` that turns a place the user cannot write to into an ``OutputError`` (exit 2)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    raw = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise OutputError(f"cannot write {path}: it exists and is not a directory") from None
+    except OSError as exc:
+        raise cannot_write(path, exc) from None
+    return path
+
+
+OWNER = ".palaestra-owner.json"  # the marker of a directory a command created for its outputs
+
+
+def claim_dir(path: str | Path, made_by: str, legacy: tuple[str, ...] = ()) -> Path:
+    """Create ``path`` for the outputs of ``palaestra MADE_BY``, or reuse it only if that command made it.
+
+    A command never overwrites or deletes what it did not create: an existing non-empty directory without
+    the command's marker (or, for directories made before markers, one of its ``legacy`` files) is refused.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"cannot write {path}: it exists and is not a directory")
+    if path.is_dir() and any(path.iterdir()):
+        owner = path / OWNER
+        try:
+            mine = owner.is_file() and json.loads(owner.read_text(encoding="utf-8")).get("made_by") == made_by
+        except (OSError, ValueError, AttributeError):
+            mine = False
+        if not mine and not any((path / name).exists() for name in legacy):
+            found = sorted(p.name for p in path.iterdir())
+            shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
+            raise OutputError(f"{path} already holds files that palaestra {made_by} did not create ({shown}); "
+                              f"choose another --out (a new or empty directory)")
+    make_dir(path)
+    if not (path / OWNER).is_file():
+        write_json(path / OWNER, {"made_by": made_by})
+    return path
+
+
+def owned_by(path: str | Path, made_by: str) -> bool:
+    """Whether ``claim_dir(path, made_by)`` created (or adopted) this directory."""
+    try:
+        return json.loads((Path(path) / OWNER).read_text(encoding="utf-8")).get("made_by") == made_by
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def temp_path(path: str | Path) -> Path:
+    """A fresh hidden name beside ``path`` (same directory, so ``os.replace`` onto ``path`` is atomic)."""
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise cannot_write(path, exc) from None
+    os.close(fd)
+    return Path(tmp)
+
+
+def commit(tmp: str | Path, path: str | Path) -> None:
+    """Atomically move a finished temporary file onto its final name, and make the rename durable."""
+    path = Path(path)
     try:
         # mkstemp creates 0600; an artifact gets the mode any new file gets here (a teammate, a web server
         # may read report.html): 0666 less the process umask.
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as f:
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise cannot_write(path, exc) from None
+    _fsync_dir(path.parent)
+
+
+def atomic_write(path: str | Path, data: bytes | str) -> None:
+    """Write ``data`` to ``path`` so a crash leaves either the old file or the whole new one.
+
+    A destination that cannot be written (not a directory, no permission, disk full) is an ``OutputError``.
+    """
+    path = Path(path)
+    make_dir(path.parent)
+    if path.is_dir():
+        raise OutputError(f"cannot write {path}: it is a directory")
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    tmp = temp_path(path)
+    try:
+        with open(tmp, "wb") as f:
             f.write(raw)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise cannot_write(path, exc) from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    commit(tmp, path)
 
 
 def _umask() -> int:
@@ -70,7 +154,9 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def write_json(path: str | Path, obj: Any) -> None:
-    atomic_write(path, json.dumps(obj, indent=2, default=json_default) + "\n")
+    """Strict JSON only: a NaN or an infinity is a bug to fix where it arises (``finite_json`` for reports),
+    never ``NaN``/``Infinity`` in a file that other JSON readers must parse."""
+    atomic_write(path, json.dumps(obj, indent=2, default=json_default, allow_nan=False) + "\n")
 
 
 def finite_json(obj: Any) -> Any:
@@ -79,7 +165,7 @@ def finite_json(obj: Any) -> Any:
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
         return {k: finite_json(v) for k, v in obj.items()}
-    if isinstance(obj, list):
+    if isinstance(obj, list | tuple):
         return [finite_json(v) for v in obj]
     return obj
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import os
 import sys
 import time
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from palaestra.errors import UserError
+from palaestra.errors import UserError, one_line, redact, redact_logs
 
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
 # Modules that register further commands (tuning, deployment, doctor, ...). Missing ones are skipped.
@@ -44,6 +45,59 @@ def command(name: str, help: str):
         return fn
 
     return deco
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with the CLI's error contract: a bad argument is one plain line on stderr and exit 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        sys.stderr.write(f"error: {self.prog}: {one_line(message)} (see {self.prog} --help)\n")
+        sys.exit(2)
+
+
+def finite_float(text: str) -> float:
+    """An argparse type: a float that is a number (not nan, not inf)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def bounded_int(low: int, high: int, what: str = "a whole number"):
+    """An argparse type: an int in [low, high], so a typo cannot ask for a billion samples or processes."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {one_line(repr(text), 80)}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected {what} between {low} and {high}, got {value}")
+        return value
+
+    parse.__name__ = what  # argparse names the type in its messages
+    return parse
+
+
+def port(text: str) -> int:
+    """An argparse type: a TCP port, 0-65535 (0: any free port)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is between 0 and 65535, got {value}")
+    return value
+
+
+def json_line(obj: Any) -> str:
+    """``--json`` output: strict JSON (NaN and infinities as null), which every JSON reader accepts."""
+    from palaestra.artifacts import finite_json
+
+    return json.dumps(finite_json(obj), allow_nan=False)
 
 
 def console(stderr: bool = False):
@@ -76,7 +130,7 @@ def overrides_from(args: argparse.Namespace) -> list[str]:
 
 
 def default_out(name: str) -> Path:
-    from palaestra.runs import runs_root
+    from palaestra.index import runs_root
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
     base = runs_root() / f"{name}-{stamp}"
@@ -110,7 +164,7 @@ def print_metrics(metrics: dict[str, Any], title: str, out=None) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from palaestra.config import load_config
     from palaestra.pipeline import train
-    from palaestra.runs import run_name
+    from palaestra.index import run_name
 
     if (args.nproc and args.nproc > 1) or args.nnodes not in (None, "1"):
         from palaestra.distributed import launch
@@ -144,7 +198,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     add_train_options(p)
     p.add_argument("--out", help="run directory to create (default: runs/NAME-TIMESTAMP)")
     p.add_argument("--resume", metavar="RUN", help="continue an interrupted run from its last checkpoint")
-    p.add_argument("--nproc", type=int, default=None, help="data-parallel processes (torch.distributed)")
+    p.add_argument("--nproc", type=bounded_int(1, 1024, "a process count"), default=None, help="data-parallel processes (torch.distributed)")
     p.add_argument("--nnodes", default=None, help="passed to torchrun for multi-node runs")
     p.add_argument("--node-rank", default=None, help="passed to torchrun")
     p.add_argument("--rdzv-endpoint", default=None, help="passed to torchrun (HOST:PORT)")
@@ -160,7 +214,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     run = Run.load(args.run)
     metrics = run.evaluate(args.data)
     if args.json:
-        print(json.dumps(metrics))
+        print(json_line(metrics))
     else:
         print_metrics(metrics, f"{args.run} on {args.data}")
     return 0
@@ -198,7 +252,7 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
 @command("runs", help="list runs from the run index (show RUN, compare RUN RUN)")
 def cmd_runs(args: argparse.Namespace) -> int:
     from palaestra import runs_view as view
-    from palaestra.runs import RunIndex
+    from palaestra.index import RunIndex
 
     out = console()
     if args.action == "show":
@@ -206,7 +260,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
             raise UserError("palaestra runs show RUN")
         run = view.resolve_run(args.paths[0])
         if args.json:
-            print(json.dumps(view.summary(run), default=str))
+            print(json_line(view.summary(run)))
         else:
             view.show(run, out)
         return 0
@@ -215,14 +269,14 @@ def cmd_runs(args: argparse.Namespace) -> int:
             raise UserError("palaestra runs compare RUN RUN [...]")
         runs = [view.resolve_run(p) for p in args.paths]
         if args.json:
-            print(json.dumps(view.compare(runs, None), default=str))
+            print(json_line(view.compare(runs, None)))
         else:
             view.compare(runs, out)
         return 0
     index = RunIndex.default()
     runs = index.list()
     if args.json:
-        print(json.dumps(runs))
+        print(json_line(runs))
     elif not runs:
         out.print(view.empty_hint(index.db), markup=False, soft_wrap=True)
     else:
@@ -262,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
         except ModuleNotFoundError as exc:
             if exc.name is None or not module.startswith(exc.name):
                 raise
-    parser = argparse.ArgumentParser(prog="palaestra", description="Train, evaluate, tune and deploy deep-learning models.")
+    parser = Parser(prog="palaestra", description="Train, evaluate, tune and deploy deep-learning models.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (help_text, setup, _) in COMMANDS.items():
@@ -277,20 +331,38 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handler = COMMANDS[args.command][2]
     err = console(stderr=True)
+    redact_logs()  # log lines (optuna, sqlalchemy, uvicorn) mask URL credentials as messages do
     try:
         return handler(args) or 0
     except UserError as exc:
-        err.print(f"error: {exc}", markup=False, soft_wrap=True)
+        err.print(f"error: {one_line(str(exc))}", markup=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         err.print("interrupted", markup=False)
         return 130
+    except (MemoryError, RuntimeError) as exc:
+        if not _out_of_memory(exc):
+            return _internal_error(exc, err)
+        # What the config asked for (sizes, lengths) exceeds this machine: the user's to change, not a bug.
+        err.print(f"error: out of memory ({one_line(str(exc), 200)}): the config asks for more than this machine "
+                  f"has; lower its sizes (data.max_length, train.batch_size, model widths)", markup=False, soft_wrap=True)
+        return 2
     except Exception as exc:  # an internal error: a bug, reported with its traceback
-        if os.environ.get("PALAESTRA_DEBUG"):
-            raise
-        err.print(f"internal error: {type(exc).__name__}: {exc}", markup=False, soft_wrap=True)
-        traceback.print_exc(file=sys.stderr)
-        return 1
+        return _internal_error(exc, err)
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """numpy's and Python's MemoryError, torch's OutOfMemoryError and its CPU allocator's failure."""
+    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" \
+        or "can't allocate memory" in str(exc) or "DefaultCPUAllocator" in str(exc)
+
+
+def _internal_error(exc: BaseException, err) -> int:
+    if os.environ.get("PALAESTRA_DEBUG"):
+        raise exc
+    err.print(f"internal error: {type(exc).__name__}: {one_line(str(exc))}", markup=False, soft_wrap=True)
+    sys.stderr.write(redact("".join(traceback.format_exception(exc))))
+    return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import difflib
 import math
+import reprlib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,8 +30,22 @@ Task = Literal["auto", "classification", "regression", "multi_target", "forecast
 FeatureType = Literal["numeric", "binary", "category", "text", "datetime", "image", "vector", "sequence", "number"]
 
 
+# Bounds on what a config file may ask of the parser: a config is a page of settings, not a data set. They
+# stop "billion laughs" (aliases of aliases: a few lines that expand to billions of values) and deep nesting.
+MAX_CONFIG_BYTES = 1 << 20  # 1 MiB
+MAX_VALUE_BYTES = 64 << 10  # one --set or --space value
+MAX_NODES = 100_000  # values after alias expansion
+MAX_DEPTH = 64  # nesting of mappings and lists
+# Counts that drive Python loops when a model is built (so they are bounded here, before any memory check).
+MAX_LAYERS = 1024
+# Widths, lengths and counts: int32 is the most torch's kernels index; `resources.py` then checks the memory.
+MAX_SIZE = 2**31 - 1
+MAX_INIT = 1e6  # initial weights beyond this are no initialisation (and beyond float32, torch refuses them)
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+    # allow_inf_nan=False: `lr: .inf` or `nan` anywhere in the config is refused, never trained on.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True, allow_inf_nan=False)
 
 
 class SplitConfig(_Section):
@@ -63,19 +78,19 @@ class DataConfig(_Section):
     # `x`: image | vector | sequence; for a target: category | number.
     features: dict[str, FeatureConfig] = {}
     # Categorical columns with more distinct values than this get a learned embedding instead of one-hot.
-    embedding_threshold: int = Field(16, ge=2)
+    embedding_threshold: int = Field(16, ge=2, le=MAX_SIZE)
     # `memory` slices tensors by index (fast); `loader` goes through torch's DataLoader.
     batching: Literal["auto", "memory", "loader"] = "auto"
-    num_workers: int = Field(0, ge=0)
+    num_workers: int = Field(0, ge=0, le=MAX_SIZE)
     # Sequences, series and text (issue 3).
     sequence: bool | None = None  # .npz x as (N, T[, F]) sequences; None: decided by data and model family
-    window: int = Field(24, ge=1)  # forecast: input steps per window
-    horizon: int = Field(1, ge=1)  # forecast: predict the value this many steps after the window
-    season: int | None = Field(None, ge=2)  # forecast: steps per season (None: from the training autocorrelation)
+    window: int = Field(24, ge=1, le=MAX_SIZE)  # forecast: input steps per window
+    horizon: int = Field(1, ge=1, le=MAX_SIZE)  # forecast: predict the value this many steps after the window
+    season: int | None = Field(None, ge=2, le=MAX_SIZE)  # forecast: steps per season (None: from the training autocorrelation)
     time_column: str | None = None  # forecast: sort rows by this column (None: a date-like column, else row order)
-    max_length: int = Field(128, ge=2)  # text: tokens per text (classification) or context length (language model)
+    max_length: int = Field(128, ge=2, le=MAX_SIZE)  # text: tokens per text (classification) or context length (language model)
     text_column: str | None = None  # shorthand for features: {COLUMN: {type: text}}
-    max_vocab: int = Field(20000, ge=2)  # text features: most frequent training words kept
+    max_vocab: int = Field(20000, ge=2, le=MAX_SIZE)  # text features: most frequent training words kept
 
     @field_validator("features", mode="before")
     @classmethod
@@ -110,39 +125,46 @@ InitName = Literal["kaiming", "xavier", "normal", "uniform", "default"]
 
 class ModelConfig(_Section):
     family: str = "auto"  # auto | mlp | cnn | ... (checked against the model registry)
-    hidden: list[int] = [32]  # small + regularised: measured best on the small built-in tables
+    hidden: list[int] = Field([32], max_length=MAX_LAYERS)  # small + regularised: measured best on the small built-in tables
     activation: Literal["relu", "gelu", "tanh", "sigmoid", "leaky_relu"] = "relu"
     dropout: float = Field(0.2, ge=0, lt=1)
     init: InitName | PretrainedInit = "kaiming"
     init_range: tuple[float, float] = (-0.05, 0.05)  # for `uniform`; `normal` uses init_std
-    init_std: float = Field(0.02, gt=0)
+    init_std: float = Field(0.02, gt=0, le=MAX_INIT)
     # CNN: one conv block (conv, batch norm, activation, max-pool) per entry.
-    channels: list[int] = [32, 64]
-    kernel_size: int = Field(3, ge=1)
+    channels: list[int] = Field([32, 64], max_length=MAX_LAYERS)
+    kernel_size: int = Field(3, ge=1, le=MAX_SIZE)
     batch_norm: bool = True
-    embedding_dim: int | None = Field(None, ge=1)  # None: min(16, (cardinality + 1) // 2)
+    embedding_dim: int | None = Field(None, ge=1, le=MAX_SIZE)  # None: min(16, (cardinality + 1) // 2)
     # Tables: how the input features are merged (concat -> MLP, or a transformer over one token per feature)
     # and how text columns are read (auto: the family when it is a sequence family, else bag).
     combiner: Literal["concat", "transformer"] = "concat"
     text_encoder: Literal["auto", "bag", "gru", "lstm", "rnn", "transformer"] = "auto"
     # Recurrent and attention families (rnn, lstm, gru, transformer) and the GAN.
-    layers: int = Field(2, ge=1)  # stacked recurrent layers / transformer blocks
-    hidden_size: int = Field(128, ge=1)  # recurrent state width
+    layers: int = Field(2, ge=1, le=MAX_LAYERS)  # stacked recurrent layers / transformer blocks
+    hidden_size: int = Field(128, ge=1, le=MAX_SIZE)  # recurrent state width
     bidirectional: bool = False
-    d_model: int = Field(64, ge=1)  # transformer width
-    heads: int = Field(4, ge=1)  # attention heads (d_model must be divisible by heads)
-    ff_dim: int | None = Field(None, ge=1)  # transformer feed-forward width; None: 4 * d_model
-    latent_dim: int = Field(64, ge=1)  # GAN: noise vector size
+    d_model: int = Field(64, ge=1, le=MAX_SIZE)  # transformer width
+    heads: int = Field(4, ge=1, le=MAX_LAYERS)  # attention heads (d_model must be divisible by heads)
+    ff_dim: int | None = Field(None, ge=1, le=MAX_SIZE)  # transformer feed-forward width; None: 4 * d_model
+    latent_dim: int = Field(64, ge=1, le=MAX_SIZE)  # GAN: noise vector size
     # Forecasting: each window is seen relative to its own level, which is added back to the forecast (reversible
     # instance normalisation): `last` (its last value: the model predicts the change), `mean` (its mean and
     # spread, RevIN), or `none` (the training scale only).
     window_norm: Literal["last", "mean", "none"] = "last"
 
+    @field_validator("init_range")
+    @classmethod
+    def _init_range(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not -MAX_INIT <= v[0] < v[1] <= MAX_INIT:
+            raise ValueError(f"needs low < high, both within ±{MAX_INIT:g}")
+        return v
+
     @field_validator("hidden", "channels")
     @classmethod
     def _positive(cls, v: list[int]) -> list[int]:
-        if any(h <= 0 for h in v):
-            raise ValueError("layer sizes must be positive integers")
+        if any(h <= 0 or h > MAX_SIZE for h in v):
+            raise ValueError(f"layer sizes must be positive integers up to {MAX_SIZE}")
         return v
 
 
@@ -169,24 +191,24 @@ class OptimizerConfig(_Section):
 
 class ScheduleConfig(_Section):
     name: Literal["none", "step", "cosine", "onecycle", "plateau"] = "none"
-    step_size: int = Field(30, ge=1)  # step: epochs between decays
+    step_size: int = Field(30, ge=1, le=MAX_SIZE)  # step: epochs between decays
     gamma: float = Field(0.1, gt=0, le=1)  # step: decay factor
     factor: float = Field(0.5, gt=0, lt=1)  # plateau: decay factor
-    patience: int = Field(5, ge=0)  # plateau
+    patience: int = Field(5, ge=0, le=MAX_SIZE)  # plateau
     min_lr: float = Field(0.0, ge=0)
     max_lr: float | None = Field(None, gt=0)  # onecycle: defaults to 10 x optimizer.lr
 
 
 class EarlyStoppingConfig(_Section):
     monitor: str = "val_loss"
-    patience: int = Field(20, ge=1)
+    patience: int = Field(20, ge=1, le=MAX_SIZE)
     min_delta: float = Field(0.0, ge=0)
     mode: Literal["auto", "min", "max"] = "auto"
 
 
 class TrainConfig(_Section):
-    epochs: int = Field(200, ge=1)  # an upper bound: early stopping ends most runs well before
-    batch_size: int = Field(32, ge=1)
+    epochs: int = Field(200, ge=1, le=10_000_000)  # an upper bound: early stopping ends most runs well before
+    batch_size: int = Field(32, ge=1, le=MAX_SIZE)
     early_stopping: EarlyStoppingConfig | None = EarlyStoppingConfig()
     stop_at: dict[str, float] | None = None
     # A time budget in seconds: training ends after the step that crosses it (best weights, full run directory).
@@ -195,24 +217,24 @@ class TrainConfig(_Section):
     grad_clip: float | None = Field(None, gt=0)
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")  # auto | cpu | cuda | cuda:N
-    checkpoint_every_steps: int | None = Field(None, ge=1)
+    checkpoint_every_steps: int | None = Field(None, ge=1, le=MAX_SIZE)
     compile: bool = False
     # NHWC weights for 2-D convolutions (oneDNN's fast layout on CPU, tensor cores on GPU). null (default): on
     # for the cnn family; the model returns to the standard layout after training, for evaluation and export.
     channels_last: bool | None = None
-    threads: int | None = Field(None, ge=1)
+    threads: int | None = Field(None, ge=1, le=MAX_SIZE)
     progress: bool = True
 
 
 class TuneStage(_Section):
     space: dict[str, dict[str, Any]]
-    trials: int = Field(10, ge=1)
+    trials: int = Field(10, ge=1, le=1_000_000)
 
 
 class TuneConfig(_Section):
     sampler: Literal["grid", "random", "tpe", "cmaes"] = "tpe"
     pruner: Literal["none", "median", "hyperband"] = "hyperband"
-    trials: int = Field(30, ge=1)
+    trials: int = Field(30, ge=1, le=1_000_000)
     metric: str = "val_loss"
     direction: Literal["auto", "minimize", "maximize"] = "auto"
     space: dict[str, dict[str, Any]] = {
@@ -220,7 +242,7 @@ class TuneConfig(_Section):
         "model.dropout": {"uniform": [0.0, 0.5]},
     }
     stages: list[TuneStage] = []
-    cv: int | None = Field(None, ge=2)
+    cv: int | None = Field(None, ge=2, le=1000)
     timeout: float | None = Field(None, gt=0)
 
 
@@ -297,20 +319,84 @@ def _explain(err: ValidationError) -> str:
             lines.append(f"unknown config key '{where}'{hint}")
         else:
             msg = e["msg"].removeprefix("Value error, ")
-            lines.append(f"{where}: {msg} (got {e.get('input')!r})")
-    return "invalid config: " + "; ".join(lines)
+            lines.append(f"{where}: {msg} (got {shown(e.get('input'))})")
+    return "invalid config: " + "; ".join(lines[:10]) + (f"; ... ({len(lines) - 10} more)" if len(lines) > 10 else "")
+
+
+_REPR = reprlib.Repr()  # (keyword arguments need Python 3.12)
+for _attr, _limit in (("maxlevel", 3), ("maxdict", 8), ("maxlist", 8), ("maxtuple", 8), ("maxset", 8),
+                      ("maxstring", 80), ("maxother", 80), ("maxlong", 40)):
+    setattr(_REPR, _attr, _limit)
+
+
+def shown(value: Any) -> str:
+    """A user's value as it may appear in a message: a bounded repr, whatever its size or nesting."""
+    return _REPR.repr(value)
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
     """``"optimizer.lr=0.01"`` -> (["optimizer", "lr"], 0.01). Values are YAML scalars or lists."""
     if "=" not in item:
-        raise ConfigError(f"--set expects KEY=VALUE, got '{item}'")
+        raise ConfigError(f"--set expects KEY=VALUE, got {shown(item)}")
     key, raw = item.split("=", 1)
+    if key.count(".") >= MAX_DEPTH:
+        raise ConfigError(f"--set {shown(key)}: a key path is at most {MAX_DEPTH} parts long")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = safe_yaml(raw, f"--set {shown(key)}", MAX_VALUE_BYTES) if raw.strip() else None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {key}: cannot parse value '{raw}': {exc.__class__.__name__}") from None
+        raise ConfigError(f"--set {shown(key)}: cannot parse value {shown(raw)}: {exc.__class__.__name__}") from None
     return [k for k in key.strip().split(".") if k], value
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses nesting deeper than ``MAX_DEPTH`` while it composes (PyYAML's
+    composer recurses once per level: a 100,000-deep document would end in a RecursionError)."""
+
+    depth = 0
+
+    def compose_node(self, parent, index):
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise ConfigError(f"nested more than {MAX_DEPTH} levels deep")
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """How many values ``node`` stands for once every alias is expanded (memoised: linear in the document)."""
+    key = id(node)
+    if key not in memo:
+        memo[key] = 0  # a recursive alias counts once, not forever
+        if isinstance(node, yaml.MappingNode):
+            size = 1 + sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            size = 1 + sum(_expanded_size(v, memo) for v in node.value)
+        else:
+            size = 1
+        memo[key] = size
+    return memo[key]
+
+
+def safe_yaml(text: str, where: str, max_bytes: int = MAX_CONFIG_BYTES) -> Any:
+    """``yaml.safe_load`` with bounds: size, nesting depth and values after alias expansion (ConfigError)."""
+    if len(text) > max_bytes:
+        raise ConfigError(f"{where} is {len(text)} characters long; the limit is {max_bytes}")
+    loader = _BoundedLoader(text)
+    try:
+        try:
+            node = loader.get_single_node()
+        except ConfigError as exc:
+            raise ConfigError(f"{where} is {exc}") from None
+        if node is None:
+            return None
+        size = _expanded_size(node, {})
+        if size > MAX_NODES:
+            raise ConfigError(f"{where} expands to {size:,} values (aliases of aliases?); the limit is {MAX_NODES:,}")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 def set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
@@ -330,8 +416,10 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file not found: {p}")
+    if p.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{p} is {p.stat().st_size} bytes; a config file is at most {MAX_CONFIG_BYTES} bytes")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = safe_yaml(p.read_text(encoding="utf-8"), str(p))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from palaestra.artifacts import atomic_write, finite_json, write_json, write_manifest, write_tensors
+from palaestra.artifacts import atomic_write, finite_json, make_dir, write_json, write_manifest, write_tensors
 from palaestra.config import Config, build_config, load_config, read_yaml, set_path
 from palaestra.data.batching import LoaderBatcher, TensorBatcher
 from palaestra.data.prepare import prepare_data
@@ -27,6 +27,7 @@ from palaestra.data.spec import FeatureSpec, PreparedData
 from palaestra.errors import ConfigError, UserError
 from palaestra.evaluation.metrics import metric_set
 from palaestra.models import FAMILIES, build_model, resolve_family, resolve_layout
+from palaestra.resources import build_within_memory, check_machine
 from palaestra.runs import Run, RunIndex, read_state, run_name, set_state
 from palaestra.training import callbacks as cb
 from palaestra.training.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
@@ -186,7 +187,7 @@ class Parts:
 
 def build_parts(config: Config, data: PreparedData, device: torch.device, dist) -> Parts:
     seed_everything(config.seed)  # the same weights whatever the data stage consumed
-    model = build_model(data.spec, config.model).to(device)
+    model = build_within_memory(build_model, data.spec, config.model, device).to(device)
     channels_last = use_channels_last(config, data.spec)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -273,6 +274,7 @@ def train(config: Config | dict | str | Path | None = None, *, source: Any = Non
     else:
         config = load_config(config, overrides)
     seed_everything(config.seed)
+    check_machine(config)
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     device = pick_device(config.train.device)
@@ -308,6 +310,7 @@ def train(config: Config | dict | str | Path | None = None, *, source: Any = Non
     run.report_sections = [s for c in model_callbacks if (s := getattr(c, "report_section", lambda h: None)(state.history))]
     if run_dir is not None:
         _write_run(run_dir, run, data, state, device)
+        _refuse_diverged(run_dir, state)
     if state.diverged and not quiet:
         _say(console, f"[red]warning:[/] {state.stop_reason}")
     return run
@@ -373,12 +376,25 @@ def _say(console, text: str) -> None:
     console.print(text)
 
 
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite: the run directory is kept (for ``palaestra doctor``), marked failed."""
+
+
+def _refuse_diverged(run_dir: Path, state: TrainState) -> None:
+    """A diverged run is not a finished model: mark it failed (not complete) and exit 2 saying so."""
+    if not state.diverged:
+        return
+    set_state(run_dir, "failed", error=str(state.stop_reason)[:500])
+    raise TrainingDiverged(f"training {state.stop_reason}; the run {run_dir} is marked failed "
+                           f"(see: palaestra doctor {run_dir})")
+
+
 def _claim_run_dir(run_dir: Path) -> None:
-    if run_dir.exists() and any(run_dir.iterdir()):
+    if run_dir.is_dir() and any(run_dir.iterdir()):
         state = read_state(run_dir)
         raise UserError(f"run directory {run_dir} already exists (state: {state}); "
                         f"choose another --out, or continue it with --resume {run_dir}")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    make_dir(run_dir)  # a place that cannot hold a directory is an OutputError (exit 2)
 
 
 def resume_config(config: Config | dict | str | Path | None, overrides, run_dir: Path) -> Config:
@@ -422,7 +438,7 @@ def _write_run(run_dir: Path, run: Run, data: PreparedData, state: TrainState, d
                                              "splits": {k: getattr(data, k).index.tolist() for k in ("train", "val", "test")}})
     write_json(run_dir / "metrics.json", finite_json(run.metrics))
     atomic_write(run_dir / "history.csv", cb.history_csv(state.history))
-    write_json(run_dir / "diagnostics.json", {"grad_norms": state.grad_history})
+    write_json(run_dir / "diagnostics.json", finite_json({"grad_norms": state.grad_history}))
     write_json(run_dir / "env.json", environment(device, run.config.seed))
     files = ["config.yaml", "model.safetensors", "preprocess.json", "metrics.json", "history.csv", "diagnostics.json", "env.json"]
     try:  # the training doctor: findings go into report.html; `palaestra train` prints run.findings

@@ -7,11 +7,6 @@ the model with its weights, and the recorded metrics. ``Run.load(path)`` checks 
 
 from __future__ import annotations
 
-import json
-import os
-import socket
-import sqlite3
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,72 +15,38 @@ import pandas as pd
 import torch
 from torch import nn
 
-from palaestra.artifacts import MANIFEST, read_json, read_tensors, verify_manifest, write_json
+from palaestra.artifacts import read_tensors, verify_manifest
 from palaestra.config import Config, build_config, read_yaml
 from palaestra.data.raw import ArrayData
 from palaestra.data.registry import preprocessor_from_dict
 from palaestra.data.sources import read_source
 from palaestra.data.spec import Decoded, FeatureSpec
 from palaestra.errors import ArtifactError, DataError
+from palaestra.index import (
+    STATE_FILE,
+    STATES,
+    RunIndex,
+    read_state,
+    run_name,
+    runs_root,
+    set_state,
+    state_error,
+)
+from palaestra.rundir import CORE_FILES, read_history, read_metrics, read_preprocess, verify_run
 
-STATE_FILE = "state.json"
-STATES = ("running", "complete", "failed", "interrupted")
-CORE_FILES = ("config.yaml", "model.safetensors", "preprocess.json", "metrics.json")
+__all__ = ["CORE_FILES", "STATES", "STATE_FILE", "Run", "RunIndex", "finite_outputs", "predictions_frame", "read_state",
+           "run_name", "runs_root", "set_state"]
 
-
-def set_state(run_dir: Path, state: str, **extra: Any) -> None:
-    assert state in STATES
-    if state == "running":
-        # Who runs it: a run whose process has died (SIGKILL, OOM killer, power loss) then reads as interrupted.
-        extra = {"pid": os.getpid(), "host": socket.gethostname(), **extra}
-    write_json(Path(run_dir) / STATE_FILE, {"state": state, "updated": time.time(), **extra})
-    RunIndex.default().record(Path(run_dir), state=state)
-
-
-def run_name(config: Config, target: str | None = None) -> str:
-    """The name a run is listed under: ``config.name`` when set, else the data source and what it predicts.
-
-    >>> run_name(build_config({"data": {"source": "data/houses.csv", "target": "price"}}))
-    'houses-price'
-    """
-    if config.name != "run":
-        return config.name
-    from palaestra.data.datasets import default_target
-
-    source = str(config.data.source)
-    stem = Path(source).stem or source
-    target = target or config.data.target or default_target(source)
-    if isinstance(target, list):  # several targets
-        target = "+".join(target)
-    if target in (None, "x", "y"):  # arrays (.npz x and y): the task says more than "y"
-        target = config.data.task if config.data.task != "auto" else None
-    return f"{stem}-{target}" if target else stem
-
-
-def read_state(run_dir: Path) -> str:
-    try:
-        data = read_json(Path(run_dir) / STATE_FILE)
-    except ArtifactError:
-        return "unknown"
-    state = data.get("state") if isinstance(data, dict) else None
-    if state not in STATES:
-        return "unknown"
-    if state == "running" and not _alive(data.get("pid"), data.get("host")):
-        return "interrupted"
-    return state
-
-
-def _alive(pid: Any, host: Any) -> bool:
-    """Whether the process that marked a run as running still exists (True when it cannot be told from here)."""
-    if not isinstance(pid, int) or host != socket.gethostname():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True
-    return True
+def finite_outputs(out: np.ndarray) -> np.ndarray:
+    """Model outputs, refused (DataError) where any is NaN or infinite: a label or a number decoded from them
+    would look like an answer and be none (e.g. inputs far outside the training range overflow the logits)."""
+    bad = ~np.isfinite(out).reshape(len(out), -1).all(axis=1)
+    if bad.any():
+        rows = np.nonzero(bad)[0]
+        shown = ", ".join(map(str, rows[:5])) + (f" and {len(rows) - 5} more" if len(rows) > 5 else "")
+        raise DataError(f"the model's outputs are not finite numbers for row{'s' if len(rows) > 1 else ''} {shown} "
+                        f"(inputs far outside the training range?): no prediction")
+    return out
 
 
 class Run:
@@ -135,14 +96,11 @@ class Run:
         from palaestra.models.compressed import LAYOUT, load_compressed
 
         path = Path(path)
-        if not path.is_dir():
-            raise ArtifactError(f"run directory {path} does not exist")
-        state = read_state(path)
-        if not (path / MANIFEST).is_file():
-            raise ArtifactError(f"{path} is not a finished run (state: {state}); resume it with: palaestra train --resume {path}")
-        verify_manifest(path, list(CORE_FILES))
+        verify_run(path, CORE_FILES)  # every file the manifest lists, not only these
+        if read_state(path) == "failed":  # e.g. the loss diverged: its weights are no model to use
+            raise ArtifactError(f"{path} is a failed run ({state_error(path)}): retrain it")
         config = build_config(read_yaml(path / "config.yaml"))
-        pre_json = read_json(path / "preprocess.json")
+        pre_json = read_preprocess(path)
         try:
             pre = preprocessor_from_dict(pre_json["preprocessor"])
             spec = FeatureSpec.from_dict(pre_json["spec"])
@@ -158,10 +116,8 @@ class Run:
             model.load_state_dict(weights)
         except RuntimeError as exc:
             raise ArtifactError(f"{path / 'model.safetensors'} does not fit the model in config.yaml: {str(exc).splitlines()[0]}") from None
-        metrics = read_json(path / "metrics.json")
-        history = []
-        if (path / "history.csv").is_file():
-            history = pd.read_csv(path / "history.csv").to_dict("records")
+        metrics = read_metrics(path)
+        history = read_history(path).to_dict("records")
         return cls(config, pre, spec, model, metrics, history, path)
 
     # -- using ---------------------------------------------------------------------------------------------
@@ -186,7 +142,7 @@ class Run:
         with torch.inference_mode():
             for start in range(0, len(tensors[0]), batch_size):
                 outs.append(self.model(*(t[start:start + batch_size].to(device) for t in tensors)).float().cpu())
-        return torch.cat(outs).numpy() if outs else np.zeros((0, self.spec.n_outputs), np.float32)
+        return finite_outputs(torch.cat(outs).numpy()) if outs else np.zeros((0, self.spec.n_outputs), np.float32)
 
     def outputs(self, data: Any, batch_size: int = 4096) -> np.ndarray:
         """Raw model outputs (logits, or values on the training scale) for raw rows or arrays."""
@@ -256,58 +212,3 @@ def predictions_frame(decoded: list[Decoded]) -> pd.DataFrame:
             for i, c in enumerate(d.classes or []):
                 frame[f"{prefix}prob_{c}"] = d.probabilities[:, i]
     return frame
-
-
-# --- the run index -----------------------------------------------------------------------------------------
-
-
-def runs_root() -> Path:
-    return Path(os.environ.get("PALAESTRA_RUNS", "runs"))
-
-
-class RunIndex:
-    """SQLite index of runs: path, name, task, state, key metrics. Safe for concurrent writers."""
-
-    def __init__(self, db: Path):
-        self.db = Path(db)
-
-    @classmethod
-    def default(cls) -> RunIndex:
-        return cls(runs_root() / "index.sqlite")
-
-    def _connect(self) -> sqlite3.Connection:
-        self.db.parent.mkdir(parents=True, exist_ok=True)
-        con = sqlite3.connect(self.db, timeout=30)
-        con.execute("""CREATE TABLE IF NOT EXISTS runs (path TEXT PRIMARY KEY, name TEXT, task TEXT, state TEXT,
-                       created REAL, updated REAL, metrics TEXT)""")
-        return con
-
-    def record(self, run_dir: Path, state: str | None = None, name: str | None = None, task: str | None = None,
-               metrics: dict[str, Any] | None = None) -> None:
-        key = str(Path(run_dir).resolve())
-        now = time.time()
-        with self._connect() as con:
-            con.execute("INSERT OR IGNORE INTO runs(path, created, updated) VALUES (?, ?, ?)", (key, now, now))
-            for col, value in (("state", state), ("name", name), ("task", task),
-                               ("metrics", json.dumps(metrics) if metrics is not None else None)):
-                if value is not None:
-                    con.execute(f"UPDATE runs SET {col} = ?, updated = ? WHERE path = ?", (value, now, key))
-        con.close()
-
-    def list(self) -> list[dict[str, Any]]:
-        if not self.db.is_file():
-            return []
-        with self._connect() as con:
-            rows = con.execute("SELECT path, name, task, state, created, updated, metrics FROM runs "
-                               "ORDER BY created").fetchall()
-        con.close()
-        out = []
-        for path, name, task, state, created, updated, metrics in rows:
-            live = read_state(Path(path)) if Path(path).is_dir() else "missing"
-            live = live if live != "unknown" else state
-            # A finished run lasted until its last update; a running one is still going.
-            end = time.time() if live == "running" else updated
-            out.append({"path": path, "name": name, "task": task, "state": live, "created": created,
-                        "updated": updated, "duration": max(0.0, (end or created) - created) if created else None,
-                        "metrics": json.loads(metrics) if metrics else {}})
-        return out

@@ -16,8 +16,8 @@ from typing import Any
 from palaestra.artifacts import read_json
 from palaestra.config import build_config
 from palaestra.errors import ArtifactError, UserError
-from palaestra.runs import RunIndex, read_state, run_name
-from palaestra.training.callbacks import format_duration
+from palaestra.formatting import format_duration
+from palaestra.index import RunIndex, read_state, run_name
 
 KEY_METRICS = ("accuracy", "r2", "mae", "bits_per_char", "perplexity", "loss")
 SUMMARY_KEYS = ("name", "seed", "data.source", "data.target", "data.task", "model.family", "loss.name",
@@ -110,7 +110,14 @@ def _config(run: Path) -> dict[str, Any]:
 
 
 def _metrics(run: Path) -> dict[str, Any]:
-    return read_json(run / "metrics.json") if (run / "metrics.json").is_file() else {}
+    """A finished run's metrics, verified against its manifest; {} for a run still running (no manifest)."""
+    from palaestra.artifacts import MANIFEST
+    from palaestra.rundir import read_metrics, verify_run
+
+    if not (run / MANIFEST).is_file():
+        return {}
+    verify_run(run)
+    return read_metrics(run)
 
 
 def summary(run: Path) -> dict[str, Any]:

@@ -1,6 +1,9 @@
 """The command line as a user runs it: a subprocess, its exit code, what it prints and the files it writes."""
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -118,3 +121,16 @@ def test_bad_key_in_a_config_file(tmp_path):
     assert r.returncode == 2
     assert "unknown config key 'train.epoch' (did you mean 'train.epochs'?)" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("args", [["--help"], ["datasets"], ["runs"], ["runs", "--json"]])
+def test_commands_that_do_not_train_do_not_import_torch(args, tmp_path):
+    """They answer at once, even on a loaded machine: importing torch alone takes seconds there."""
+    code = ("import sys, contextlib, io\nfrom palaestra.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    try: main({args!r})\n    except SystemExit: pass\n"
+            "print('torch' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                       env={**os.environ, "PALAESTRA_RUNS": str(tmp_path / "runs")})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "False", r.stdout

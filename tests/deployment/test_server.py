@@ -19,7 +19,7 @@ from deploy_helpers import free_port, running
 from prometheus_client.parser import text_string_to_metric_families
 from testkit import ROOT
 
-from palaestra.artifacts import read_json, write_json
+from palaestra.artifacts import read_json, write_json, write_manifest
 from palaestra.cli import main
 from palaestra.deployment.export import held_out
 from palaestra.deployment.monitoring import PredictionLog
@@ -187,7 +187,9 @@ def test_health_warns_about_environment_mismatch_and_prediction_log_is_opt_in(pe
     shutil.copytree(penguins_run, copy)
     env = read_json(copy / "env.json")
     env["packages"]["torch"] = "1.0.0"
-    write_json(copy / "env.json", env)  # env.json is informational: not one of the verified core files
+    write_json(copy / "env.json", env)
+    # Every file a manifest lists is verified: re-sign, as for a run trained on a machine with other versions.
+    write_manifest(copy, list(read_json(copy / "manifest.json")["files"]))
     run = Run.load(copy)
     log = PredictionLog(tmp_path / "predictions.jsonl", sample=1.0)
     with caplog.at_level("WARNING", logger="palaestra.serve"), running(build_app(run, prediction_log=log)) as url:

@@ -54,7 +54,11 @@ def test_cli_refuses_a_directory_that_is_not_a_run(tmp_path, capsys):
 
 
 def test_huge_lr_is_lr_too_high(tmp_path, capsys):
-    run_dir = _run(tmp_path, tiny(epochs=2, optimizer={"name": "sgd", "lr": 50.0}))
+    from palaestra.pipeline import TrainingDiverged
+
+    with pytest.raises(TrainingDiverged, match="diverged"):  # a diverged run is no model: exit 2, marked failed
+        _run(tmp_path, tiny(epochs=2, optimizer={"name": "sgd", "lr": 50.0}))
+    run_dir = tmp_path / "run"  # kept, with its manifest, for the doctor
     found = diagnose(run_dir)
     assert "lr_too_high" in [f.code for f in found]
     assert "underfitting" not in [f.code for f in found]

@@ -100,6 +100,10 @@ def test_language_model_beats_unigram_and_generates(tmp_path, capsys):
     printed = capsys.readouterr().out.rstrip("\n")
     assert printed.startswith("the ") and len(printed) == 34
     assert set(printed) <= set(text)
+    for extreme in ("1e-308", "1e308"):  # any finite temperature samples (greedy-like, uniform-like), no NaN
+        assert cli_main(["generate", str(tmp_path / "run"), "--prompt", "the ", "--length", "5",
+                         "--temperature", extreme]) == 0
+        assert len(capsys.readouterr().out.rstrip("\n")) == 9
     with pytest.raises(DataError, match="generate"):
         Run.load(tmp_path / "run").predict(str(tmp_path / "corpus.txt"))
 

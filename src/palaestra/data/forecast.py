@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 
 from palaestra.config import DataConfig
+from palaestra.data.scaling import finite_stats, standardized_target
 from palaestra.data.spec import Decoded, FeatureSpec, PreparedData, Split
 from palaestra.data.targets import resolve_targets
 from palaestra.errors import DataError
@@ -96,7 +97,7 @@ class ForecastPreprocessor:
         return x, np.full(len(x), self.window, np.int64)
 
     def encode_target(self, y: Any) -> np.ndarray:
-        return ((np.asarray(y, np.float64) - self.target_mean) / self.target_std).astype(np.float32)
+        return standardized_target(f"target '{self.target}'", np.asarray(y, np.float64), self.target_mean, self.target_std)
 
     def decode_target(self, values: np.ndarray) -> np.ndarray:
         return values * self.target_std + self.target_mean
@@ -217,8 +218,8 @@ def prepare(cfg: DataConfig, raw: Any, seed: int, notices: list[str]) -> Prepare
     if n_tr < w + h + 1:
         raise DataError(f"the training part has {n_tr} rows: too few for data.window={w} plus data.horizon={h}")
     train_values = raw[features].iloc[:n_tr].apply(pd.to_numeric, errors="coerce")
-    mean = train_values.mean().fillna(0.0).to_numpy(np.float64)
-    std = train_values.std(ddof=0).fillna(1.0).to_numpy(np.float64)
+    mean, std = finite_stats(f"the series ({', '.join(map(str, features))[:200]})", train_values)
+    mean, std = mean.fillna(0.0).to_numpy(np.float64), std.fillna(1.0).to_numpy(np.float64)
     std = np.where(std > 1e-12, std, 1.0)
     pre = ForecastPreprocessor(str(target), features, [float(m) for m in mean], [float(s) for s in std], w, h, None)
     z = pre.scaled(raw)  # already in time order

@@ -6,7 +6,9 @@
 from __future__ import annotations
 
 import copy
+import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,15 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from palaestra.artifacts import atomic_write, tensors_to_bytes, write_json, write_manifest
+from palaestra.artifacts import (
+    atomic_write,
+    cannot_write,
+    finite_json,
+    make_dir,
+    tensors_to_bytes,
+    write_json,
+    write_manifest,
+)
 from palaestra.errors import UserError
 from palaestra.models.compressed import LAYOUT, compressed_state, quantize_model
 from palaestra.runs import Run, RunIndex, run_name, set_state
@@ -127,8 +137,8 @@ def compress(run: Run, out: str | Path, prune: float | None = None, quantize: st
     if (run.path / LAYOUT).is_file():
         raise UserError(f"{run.path} is already compressed: compress the original run")
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise UserError(f"{out} already exists and is not empty: choose another --out")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"{out} already exists and is not an empty directory: choose another --out")
     raw = held_out(run, max_rows=None)  # the whole test split: accuracy before and after on the same rows
     if raw is None:
         raise UserError("the run's test rows cannot be read again (its data source is unavailable), "
@@ -144,27 +154,40 @@ def compress(run: Run, out: str | Path, prune: float | None = None, quantize: st
         model = quantize_model(model)
     tensors, layout = compressed_state(model)
     blob = tensors_to_bytes(tensors)
-
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "model.safetensors", blob)
     before = measure(run, run.model, raw, (run.path / "model.safetensors").stat().st_size, repeats)
     after = measure(run, model, raw, len(blob), repeats)
     report = {"from": str(run.path), "prune": prune, "quantize": quantize, "finetune_epochs": finetune_epochs,
               "before": before, "after": after, "size_ratio": before["file_bytes"] / max(after["file_bytes"], 1)}
-    for name in ("config.yaml", "preprocess.json", "history.csv"):
-        if (run.path / name).is_file():
-            shutil.copyfile(run.path / name, out / name)
     metrics = dict(run.metrics)
-    test = Run(run.config, run.preprocessor, run.spec, model).evaluate(raw)
-    metrics["test"] = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in test.items()}
+    metrics["test"] = Run(run.config, run.preprocessor, run.spec, model).evaluate(raw)
     metrics["compression"] = report
-    write_json(out / LAYOUT, {"version": 1, "prune": prune, "quantize": quantize, "tensors": layout})
-    write_json(out / "metrics.json", metrics)
-    write_json(out / "compress_report.json", report)
-    write_json(out / "env.json", environment(torch.device("cpu"), run.config.seed))
-    files = [n for n in ("config.yaml", "model.safetensors", "preprocess.json", "metrics.json", "history.csv",
-                         "env.json", LAYOUT, "compress_report.json") if (out / n).is_file()]
-    write_manifest(out, files)
+    # The new run is assembled in a hidden sibling directory and renamed to `out` only once whole: a killed
+    # compress leaves `out` as it was (so the same command can simply run again) and a `.NAME.partial-*`
+    # directory that says what it is, never a half-written run that looks like an interrupted training.
+    make_dir(out.parent)
+    try:
+        work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
+    except OSError as exc:
+        raise cannot_write(out, exc) from None
+    try:
+        atomic_write(work / "model.safetensors", blob)
+        for name in ("config.yaml", "preprocess.json", "history.csv"):
+            if (run.path / name).is_file():
+                shutil.copyfile(run.path / name, work / name)
+        write_json(work / LAYOUT, {"version": 1, "prune": prune, "quantize": quantize, "tensors": layout})
+        write_json(work / "metrics.json", finite_json(metrics))
+        write_json(work / "compress_report.json", finite_json(report))
+        write_json(work / "env.json", environment(torch.device("cpu"), run.config.seed))
+        files = [n for n in ("config.yaml", "model.safetensors", "preprocess.json", "metrics.json", "history.csv",
+                             "env.json", LAYOUT, "compress_report.json") if (work / n).is_file()]
+        write_manifest(work, files)
+        try:
+            os.rename(work, out)  # atomic; replaces `out` only if it is an empty directory
+        except OSError as exc:
+            raise cannot_write(out, exc) from None
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
     set_state(out, "complete")
     RunIndex.default().record(out, name=f"{run_name(run.config, getattr(run.preprocessor, 'target', None))}-compressed", task=run.spec.task,
                               metrics={k: v for k, v in metrics["test"].items() if isinstance(v, float)})

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from palaestra.artifacts import atomic_write, read_json, write_json
+from palaestra.artifacts import atomic_write, commit, make_dir, read_json, temp_path, write_json
 from palaestra.data.registry import preprocessor_from_dict
 from palaestra.data.sources import ArrayData
 from palaestra.data.spec import FeatureSpec
@@ -206,22 +206,19 @@ def load_exported(path: str | Path, fmt: str, input_names: list[str]):
         raise ArtifactError(f"{path} is not a loadable TorchScript model: {str(exc).splitlines()[0][:200]}") from None
 
 
-def quantize_onnx(path: Path) -> None:
-    """Dynamic int8 quantization of an ONNX file in place, with onnxruntime's quantizer."""
+def quantize_onnx(source: Path, target: Path) -> None:
+    """Dynamic int8 quantization of the ONNX file ``source`` into ``target``, with onnxruntime's quantizer."""
     import logging
 
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    source = path.with_name(path.name + ".float")
-    path.replace(source)
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # the quantizer suggests optional pre-processing on the root logger
     try:
-        quantize_dynamic(str(source), str(path), weight_type=QuantType.QInt8)
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
     finally:
         root.setLevel(level)
-        source.unlink(missing_ok=True)
 
 
 def export(run: Run, fmt: str, out: str | Path | None = None, tolerance: float | None = None,
@@ -253,14 +250,37 @@ def export(run: Run, fmt: str, out: str | Path | None = None, tolerance: float |
                         "export the original run with --format onnx --quantize int8 instead")
     names = list(run.spec.input_names)
     inputs, source = check_inputs(run)
+    make_dir(out.parent)
+    # Everything is written and checked under hidden temporary names beside `out`; only a checked model is
+    # renamed (atomically) to `out`, so a kill at any point leaves the old file or none, never an unchecked one.
+    temps = [temp_path(out)] + ([temp_path(out)] if quantize else [])
+    try:
+        check = _write_checked(model, fmt, temps, names, inputs, source, tolerance, quantize)
+        write_json(preprocess_path(out), {
+            "version": 1, "format": fmt, "preprocessor": run.preprocessor.to_dict(), "spec": run.spec.to_dict(),
+            "input_names": names, "quantize": quantize,
+            "output": "logits" if run.spec.task == "classification" else "values (training scale)",
+            "check": {"rows": check.rows, "source": check.source, "max_abs_diff": check.max_abs_diff,
+                      "tolerance": check.tolerance}})
+        commit(temps[-1], out)
+    finally:
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
+    return out, check
+
+
+def _write_checked(model: torch.nn.Module, fmt: str, temps: list[Path], names: list[str],
+                   inputs: tuple[torch.Tensor, ...], source: str, tolerance: float | None,
+                   quantize: str | None) -> Check:
+    """Export into ``temps[0]`` (quantized into ``temps[1]``) and check the last one against ``model``."""
     example = _example(inputs)
     try:
         if fmt == "onnx":
-            to_onnx(model, example, names, out)
+            to_onnx(model, example, names, temps[0])
             if quantize:
-                quantize_onnx(out)
+                quantize_onnx(temps[0], temps[1])
         else:
-            to_torchscript(model, example, out)
+            to_torchscript(model, example, temps[0])
     except (RuntimeError, TypeError, ValueError, NotImplementedError) as exc:
         # e.g. an operator the exporter does not know: one plain line, not the exporter's graph dump
         kind = type(model).__name__
@@ -268,18 +288,11 @@ def export(run: Run, fmt: str, out: str | Path | None = None, tolerance: float |
     reference = TorchRunner(model)
     if tolerance is None:
         tolerance = TOLERANCE if not quantize else INT8_TOLERANCE * max(1.0, float(np.abs(reference(inputs)).max()))
-    check = compare(reference, load_exported(out, fmt, names), inputs, source, tolerance)
+    check = compare(reference, load_exported(temps[-1], fmt, names), inputs, source, tolerance)
     if not check.ok:
-        out.unlink(missing_ok=True)
         raise UserError(f"the {fmt} export differs from the original model by {check.max_abs_diff:.3g} "
-                        f"(tolerance {tolerance:g}) on {source}: export removed")
-    write_json(preprocess_path(out), {
-        "version": 1, "format": fmt, "preprocessor": run.preprocessor.to_dict(), "spec": run.spec.to_dict(),
-        "input_names": names, "quantize": quantize,
-        "output": "logits" if run.spec.task == "classification" else "values (training scale)",
-        "check": {"rows": check.rows, "source": check.source, "max_abs_diff": check.max_abs_diff,
-                  "tolerance": tolerance}})
-    return out, check
+                        f"(tolerance {tolerance:g}) on {source}: nothing written")
+    return check
 
 
 def preprocess_path(exported: str | Path) -> Path:

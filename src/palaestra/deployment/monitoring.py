@@ -23,6 +23,7 @@ import pandas as pd
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily
 
+from palaestra.artifacts import cannot_write, finite_json, make_dir
 from palaestra.data.features import CategoryFeature, NumericFeature
 from palaestra.data.features.base import FALSE_TOKENS, MISSING, NA_TOKENS, TRUE_TOKENS
 
@@ -206,7 +207,12 @@ class PredictionLog:
 
     def __init__(self, path: str | Path, sample: float, seed: int | None = None):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_dir(self.path.parent)
+        try:  # at start-up, not at the first request: a file the server cannot append to is the operator's error
+            with self.path.open("a", encoding="utf-8"):
+                pass
+        except OSError as exc:
+            raise cannot_write(self.path, exc) from None
         self.sample = sample
         self.rng = random.Random(seed)
         self.lock = threading.Lock()
@@ -220,7 +226,7 @@ class PredictionLog:
                     entry = {"time": time.time(), "input": row, "prediction": predictions[i]}
                     if probabilities:
                         entry["probabilities"] = probabilities[i]
-                    lines.append(json.dumps(entry, default=str))
+                    lines.append(json.dumps(finite_json(entry), default=str, allow_nan=False))
             if lines:
                 with self.path.open("a", encoding="utf-8") as f:
                     f.write("\n".join(lines) + "\n")

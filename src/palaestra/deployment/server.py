@@ -9,9 +9,11 @@ naming the field; a 500 means a bug in the server, never bad input.
 
 # No `from __future__ import annotations`: FastAPI reads the request model from the live annotation.
 import asyncio
+import errno
 import hmac
 import logging
 import os
+import socket
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -30,13 +32,22 @@ from palaestra.artifacts import read_json
 from palaestra.data.features import BinaryFeature, CategoryFeature, NumericFeature
 from palaestra.deployment.export import OnnxRunner, TorchRunner, export
 from palaestra.deployment.monitoring import Metrics, PredictionLog, environment_warnings
-from palaestra.errors import ArtifactError, UserError
-from palaestra.runs import Run
+from palaestra.errors import ArtifactError, UserError, redact_logs
+from palaestra.runs import Run, finite_outputs
 
 log = logging.getLogger("palaestra.serve")
 ENDPOINTS = ("/predict", "/health", "/metrics", "/openapi.json", "/docs")
+# With a token: /predict always needs it; with protect_all, every endpoint but /health does (/metrics shows the
+# prediction and input distributions, /docs and /openapi.json the input schema and the training categories).
+OPEN_ENDPOINTS = ("/health",)
 MAX_BODY_BYTES = 1 << 20
 MAX_ROWS = 10_000
+# Slow clients: a request's headers must arrive within HEADER_TIMEOUT seconds of the connection (or of the last
+# response on a kept-alive one), its body within BODY_TIMEOUT; at most MAX_CONNECTIONS at once (then 503).
+HEADER_TIMEOUT = 10.0
+BODY_TIMEOUT = 30.0
+MAX_CONNECTIONS = 64
+MAX_HEADER_BYTES = 16 << 10
 
 
 class Message(BaseModel):
@@ -75,7 +86,7 @@ class Predictor:
 
     def predict(self, inputs: tuple[np.ndarray, ...]) -> tuple[list[Any], list[dict[str, Any]] | None]:
         # The same decoding as Run.predict (the preprocessor's one path from outputs to answers).
-        decoded = self.pre.decode(self.runner(inputs))
+        decoded = self.pre.decode(finite_outputs(self.runner(inputs)))  # NaN/inf: 422
         answers = [([_plain(v) for v in d.predictions],
                     None if d.probabilities is None else
                     [dict(zip([str(c) for c in d.classes or []], map(float, p), strict=True)) for p in d.probabilities])
@@ -148,9 +159,15 @@ def _field_name(loc: tuple | list) -> str:
 class Guard:
     """ASGI middleware that runs before any parsing: bearer token (401), body size (413), metrics."""
 
-    def __init__(self, app, metrics: Metrics, token: str | None, max_body: int, protected=("/predict",)):
-        self.app, self.metrics, self.max_body, self.protected = app, metrics, max_body, protected
+    def __init__(self, app, metrics: Metrics, token: str | None, max_body: int, protect_all: bool = False,
+                 body_timeout: float = BODY_TIMEOUT):
+        self.app, self.metrics, self.max_body, self.protect_all = app, metrics, max_body, protect_all
         self.token = f"Bearer {token}".encode() if token else None
+        self.body_timeout = body_timeout
+
+    def protected(self, path: str) -> bool:
+        """Whether ``path`` needs the token: /predict always; with protect_all, everything but /health."""
+        return path == "/predict" or (self.protect_all and path not in OPEN_ENDPOINTS)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -164,7 +181,7 @@ class Guard:
 
         try:
             headers = dict(scope.get("headers") or [])
-            if self.token and path in self.protected:
+            if self.token and self.protected(path):
                 given = headers.get(b"authorization", b"")
                 if not hmac.compare_digest(given, self.token):
                     return await _reply(scope, send_status, 401, "missing or wrong bearer token (Authorization: Bearer TOKEN)",
@@ -176,20 +193,33 @@ class Guard:
                     return await _reply(scope, send_status, 400, "invalid Content-Length header")
                 if declared > self.max_body:
                     return await _reply(scope, send_status, 413, f"request body over the limit of {self.max_body} bytes")
-                body, more = bytearray(), True
-                while more:  # chunked bodies carry no length: count as they arrive
-                    message = await receive()
-                    if message["type"] == "http.disconnect":
-                        return
-                    body += message.get("body", b"")
-                    more = message.get("more_body", False)
-                    if len(body) > self.max_body:
-                        return await _reply(scope, send_status, 413, f"request body over the limit of {self.max_body} bytes")
+                try:  # a trickling body does not hold a worker
+                    body = await asyncio.wait_for(self._read_body(receive), self.body_timeout)
+                except asyncio.TimeoutError:
+                    return await _reply(scope, send_status, 408, f"request body not received within "
+                                                                 f"{self.body_timeout:g} s")
+                if body is None:  # the client went away
+                    return
+                if len(body) > self.max_body:
+                    return await _reply(scope, send_status, 413, f"request body over the limit of {self.max_body} bytes")
                 receive = _replay(bytes(body), receive)
             await self.app(scope, receive, send_status)
         finally:
             endpoint = path if path in ENDPOINTS else "other"  # bounded label values, whatever clients send
             self.metrics.observe_request(endpoint, status[0], time.perf_counter() - started)
+
+
+    async def _read_body(self, receive) -> bytearray | None:
+        body, more = bytearray(), True
+        while more:  # chunked bodies carry no length: count as they arrive
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.max_body:
+                break
+        return body
 
 
 def _replay(body: bytes, receive):
@@ -215,8 +245,10 @@ async def _reply(scope, send, status: int, detail: str, headers: list[tuple[byte
 
 def build_app(run: Run, backend: Literal["torch", "onnx"] = "torch", token: str | None = None,
               max_body_bytes: int = MAX_BODY_BYTES, max_rows: int = MAX_ROWS, timeout: float = 30.0,
-              prediction_log: PredictionLog | None = None) -> FastAPI:
-    """The FastAPI app serving ``run``. ``token``: required as ``Authorization: Bearer TOKEN`` on /predict."""
+              prediction_log: PredictionLog | None = None, protect_all: bool = False,
+              body_timeout: float = BODY_TIMEOUT) -> FastAPI:
+    """The FastAPI app serving ``run``. ``token``: required as ``Authorization: Bearer TOKEN`` on /predict,
+    and with ``protect_all`` on every endpoint but /health (/metrics, /docs, /openapi.json too)."""
     predictor = Predictor(run, backend)
     metrics = Metrics(run.preprocessor, run.spec.task)
     warnings = []
@@ -251,13 +283,13 @@ def build_app(run: Run, backend: Literal["torch", "onnx"] = "torch", token: str 
             else:
                 raw = np.asarray(payload.inputs, dtype=np.float32)
             inputs = predictor.inputs(raw)
-        except UserError as exc:  # DataError: a value the preprocessing cannot use
+            predictions, probabilities = predictor.predict(inputs)
+        except UserError as exc:  # DataError: a value the preprocessing or the model cannot use
             raise HTTPException(422, detail=[{"loc": ["body", "rows" if tables else "inputs"], "msg": str(exc),
                                               "type": "value_error"}]) from None
         except (ValueError, TypeError) as exc:  # e.g. ragged or non-numeric nested lists
             raise HTTPException(422, detail=[{"loc": ["body", "inputs"], "type": "value_error",
                                               "msg": f"inputs must be numeric arrays of one shape ({exc})"}]) from None
-        predictions, probabilities = predictor.predict(inputs)
         metrics.observe_predictions(predictions)
         if tables:
             metrics.drift.observe_rows(raw)
@@ -268,7 +300,7 @@ def build_app(run: Run, backend: Literal["torch", "onnx"] = "torch", token: str 
             prediction_log.write(rows, predictions, probabilities)
         return {"predictions": predictions, **({"probabilities": probabilities} if probabilities else {})}
 
-    errors = {401: {"model": Message}, 413: {"model": Message}, 503: {"model": Message}}
+    errors = {401: {"model": Message}, 408: {"model": Message}, 413: {"model": Message}, 503: {"model": Message}}
 
     @app.post("/predict", response_model=PredictResponse, response_model_exclude_none=True, responses=errors)
     async def predict(body: Request_) -> Any:  # type: ignore[valid-type]
@@ -280,7 +312,8 @@ def build_app(run: Run, backend: Literal["torch", "onnx"] = "torch", token: str 
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "run": str(run.path) if run.path else None, "name": run.config.name,
+        # The run's name, not its path: /health is open, and filesystem paths are nobody's business.
+        return {"status": "ok", "run": run.path.name if run.path else None, "name": run.config.name,
                 "task": run.spec.task, "model": run.config.model.family, "backend": backend,
                 "classes": run.spec.classes, "inputs": "rows" if tables else "inputs",
                 "environment_warnings": warnings, "uptime_seconds": round(time.time() - started, 3)}
@@ -289,13 +322,94 @@ def build_app(run: Run, backend: Literal["torch", "onnx"] = "torch", token: str 
     async def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    app.add_middleware(Guard, metrics=metrics, token=token, max_body=max_body_bytes)
+    app.add_middleware(Guard, metrics=metrics, token=token, max_body=max_body_bytes, protect_all=protect_all,
+                       body_timeout=body_timeout)
     return app
 
 
-def serve(run: Run, host: str = "127.0.0.1", port: int = 8000, **options: Any) -> None:
+def listen(host: str, port: int) -> socket.socket:
+    """A bound listening socket, or a UserError (exit 2) saying why not: a busy port, an unknown host."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise UserError(f"cannot listen on {host}:{port}: {getattr(exc, 'strerror', None) or exc}") from None
+    family = infos[0][0] if infos else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        why = "the port is in use (choose another --port)" if exc.errno == errno.EADDRINUSE else exc.strerror or exc
+        raise UserError(f"cannot listen on {host}:{port}: {why}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def server_config(app, host: str, port: int, header_timeout: float = HEADER_TIMEOUT,
+                  max_connections: int = MAX_CONNECTIONS, log_level: str = "info"):
+    """uvicorn's settings for a server that slow or numerous clients cannot tie up."""
+    import uvicorn
+
+    protocol = timed_h11(header_timeout)
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, http=protocol,
+                            timeout_keep_alive=5, timeout_graceful_shutdown=30, limit_concurrency=max_connections,
+                            backlog=max(128, max_connections), h11_max_incomplete_event_size=MAX_HEADER_BYTES)
+    redact_logs()  # a client may send ?token=... in a URL, and uvicorn logs request lines
+    return config
+
+
+def timed_h11(header_timeout: float) -> type:
+    """uvicorn's h11 protocol with a deadline for each request's headers: uvicorn's own timeouts only close
+    idle kept-alive connections, so a client sending a header byte every few seconds would hold one forever."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class TimedH11(H11Protocol):
+        _deadline = None
+
+        def connection_made(self, transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def handle_events(self) -> None:
+            cycle = self.cycle
+            super().handle_events()
+            if self.cycle is not cycle:  # a whole request head arrived
+                self._disarm()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm()  # the next request on this connection gets its own deadline
+
+        def connection_lost(self, exc) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._deadline = self.loop.call_later(header_timeout, self._too_slow)
+
+        def _disarm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def _too_slow(self) -> None:
+            self._deadline = None
+            if not self.transport.is_closing():
+                self.logger.info("closing a connection whose request headers took over %g s", header_timeout)
+                self.transport.close()
+
+    return TimedH11
+
+
+def serve(run: Run, host: str = "127.0.0.1", port: int = 8000, header_timeout: float = HEADER_TIMEOUT,
+          max_connections: int = MAX_CONNECTIONS, **options: Any) -> None:
     """Build the app and run it under uvicorn until SIGINT/SIGTERM (in-flight requests finish first)."""
     import uvicorn
 
+    sock = listen(host, port)  # first: a busy port is a plain error before minutes of start-up
     app = build_app(run, **options)
-    uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=30)
+    server = uvicorn.Server(server_config(app, host, port, header_timeout, max_connections))
+    server.run(sockets=[sock])

@@ -3,28 +3,23 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from palaestra.cli import command, console
-from palaestra.errors import ArtifactError
+from palaestra.cli import command, console, json_line
 
 
 @command("doctor", help="diagnose a finished run: overfitting, learning rate, gradients, leakage, ...")
 def cmd_doctor(args: argparse.Namespace) -> int:
     from palaestra.diagnosis import diagnose, print_findings
 
-    run_dir = Path(args.run)
-    for name in ("config.yaml", "metrics.json", "preprocess.json"):
-        if not (run_dir / name).is_file():
-            raise ArtifactError(f"{run_dir} is not a finished run directory (no {name})")
+    run_dir = Path(args.run)  # diagnose() verifies every file against the run's manifest
     notes: list[str] = []
     findings = diagnose(run_dir, notes=notes)
     err = console(stderr=True)
     for note in notes:
         err.print(f"note: {note}", markup=False, soft_wrap=True)
     if args.json:
-        print(json.dumps([f.to_dict() for f in findings]))
+        print(json_line([f.to_dict() for f in findings]))
     else:
         print_findings(findings, console())
     return 0

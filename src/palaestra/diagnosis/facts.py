@@ -14,18 +14,19 @@ class Facts:
     """Everything the checks read, loaded once; the data and the model only when a check asks for them."""
 
     def __init__(self, run_dir: Path, run: Any = None, raw: Any = None, notes: list[str] | None = None):
-        from palaestra.artifacts import read_json
         from palaestra.config import build_config, read_yaml
+        from palaestra.rundir import read_diagnostics, read_history, read_metrics, read_preprocess, verify_run
 
         self.run_dir, self._run, self._raw = run_dir, run, raw
         self.notes = notes if notes is not None else []
+        if run is None:  # read from disk: trusted only as far as its manifest vouches (in-process: just written)
+            verify_run(run_dir)
         self.config = run.config if run is not None else build_config(read_yaml(run_dir / "config.yaml"))
-        self.metrics = read_json(run_dir / "metrics.json")
-        self.history = pd.read_csv(run_dir / "history.csv") if (run_dir / "history.csv").is_file() else pd.DataFrame()
-        diag = run_dir / "diagnostics.json"
-        self.grad_norms: list[dict[str, float]] = read_json(diag).get("grad_norms", []) if diag.is_file() else []
-        pre = read_json(run_dir / "preprocess.json")
-        self.pre, self.splits = pre.get("preprocessor", {}), pre.get("splits", {})
+        self.metrics = read_metrics(run_dir)
+        self.history = read_history(run_dir)
+        self.grad_norms: list[dict[str, float]] = read_diagnostics(run_dir)
+        pre = read_preprocess(run_dir)
+        self.pre, self.splits = pre["preprocessor"], pre.get("splits", {})
         outputs = self.pre.get("outputs") or []
         # The doctor reads one target: the run's only one, or the first of several.
         first = outputs[0] if outputs else {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from palaestra.cli import command, console
+from palaestra.cli import bounded_int, command, console, finite_float
 from palaestra.errors import UserError
 
 
@@ -33,10 +33,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
 @cmd_generate.arguments
 def _generate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="run directory")
-    p.add_argument("--n", type=int, default=16, help="samples to draw (GAN)")
+    p.add_argument("--n", type=bounded_int(1, 100_000, "a sample count"), default=16, help="samples to draw (GAN)")
     p.add_argument("--out", help="file for GAN samples: .npz (array x) or .png (grid)")
     p.add_argument("--prompt", help="text to continue (language model)")
-    p.add_argument("--length", type=int, default=200, help="characters to generate (language model)")
-    p.add_argument("--temperature", type=float, default=1.0, help="softmax temperature; 0 picks the most likely")
-    p.add_argument("--top-k", type=int, default=None, help="sample only from the k most likely characters")
-    p.add_argument("--seed", type=int, default=0, help="random seed for sampling")
+    p.add_argument("--length", type=bounded_int(1, 1_000_000, "a length"), default=200, help="characters to generate (language model)")
+    p.add_argument("--temperature", type=finite_float, default=1.0, help="softmax temperature; 0 picks the most likely")
+    p.add_argument("--top-k", type=bounded_int(1, 1 << 31, "a count"), default=None, help="sample only from the k most likely characters")
+    p.add_argument("--seed", type=bounded_int(0, 2**63 - 1, "a seed"), default=0, help="random seed for sampling")

@@ -46,7 +46,10 @@ def generate_text(run, prompt: str = "", length: int = 200, temperature: float =
             if temperature == 0:
                 nxt = int(logits.argmax())
             else:
-                nxt = int(torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=gen))
+                # In float64 and from the largest logit (0): any finite temperature gives finite probabilities
+                # (a tiny one the most likely character, a huge one a uniform draw), never NaN.
+                scaled = (logits.double() - logits.max()) / temperature
+                nxt = int(torch.multinomial(torch.softmax(scaled, -1), 1, generator=gen))
             out.append(nxt)
     return prompt + pre.decode(out)
 

@@ -17,6 +17,7 @@ from torch.profiler import record_function
 
 from palaestra.config import EarlyStoppingConfig
 from palaestra.errors import ConfigError
+from palaestra.formatting import format_duration
 from palaestra.hooks import HOOKS, Callback  # noqa: F401  (re-exported: the hook names)
 from palaestra.training.state import TrainState
 
@@ -211,16 +212,6 @@ def history_csv(history: Sequence[dict]) -> str:
 
     lines = [",".join(columns)] + [",".join(cell(row.get(c)) for c in columns) for row in history]
     return "\n".join(lines) + "\n"
-
-
-def format_duration(seconds: float) -> str:
-    """``42s``, ``3m05s``, ``2h07m``."""
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 class Progress(Callback):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from palaestra.cli import add_train_options, command, console, overrides_from
+from palaestra.cli import add_train_options, bounded_int, command, console, finite_float, overrides_from
 
 
 def _study_name(cfg) -> str:
@@ -16,7 +16,7 @@ def _study_name(cfg) -> str:
 def cmd_tune(args: argparse.Namespace) -> int:
     from palaestra.config import load_config
     from palaestra.errors import ConfigError
-    from palaestra.runs import runs_root
+    from palaestra.index import runs_root
     from palaestra.tuning.space import parse_space_option
     from palaestra.tuning.study import tune
 
@@ -35,10 +35,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
     # A stable default directory: the same command again resumes (or reports) the same study.
     out = Path(args.out) if args.out else runs_root() / f"{name}-tune"
     err = console(stderr=True)
-    err.print(f"study '{name}' in {out} ({cfg.tune.sampler} sampler, {cfg.tune.pruner} pruner, "
-              f"{'grid' if cfg.tune.sampler == 'grid' else cfg.tune.trials} trials)")
+
+    def announce() -> None:  # once the settings, directory and storage are checked: errors come alone
+        err.print(f"study '{name}' in {out} ({cfg.tune.sampler} sampler, {cfg.tune.pruner} pruner, "
+                  f"{'grid' if cfg.tune.sampler == 'grid' else cfg.tune.trials} trials)")
+
     result = tune(cfg, out=out, storage=args.storage, study_name=name, console=console(),
-                  best_run=not args.no_best_run)
+                  best_run=not args.no_best_run, on_start=announce)
     err.print(f"this worker ran {len(result.ran)} trials: {', '.join(map(str, result.ran)) or 'none'}")
     if not result.ran:
         err.print("the study already had its trials: raise --trials to extend it, or start another with --study")
@@ -48,11 +51,11 @@ def cmd_tune(args: argparse.Namespace) -> int:
 @cmd_tune.arguments
 def _tune_args(p: argparse.ArgumentParser) -> None:
     add_train_options(p)
-    p.add_argument("--trials", type=int, default=None, help="trial budget of the study (default: tune.trials)")
+    p.add_argument("--trials", type=bounded_int(1, 1_000_000, "a trial count"), default=None, help="trial budget of the study (default: tune.trials)")
     p.add_argument("--sampler", choices=["grid", "random", "tpe", "cmaes"], default=None)
     p.add_argument("--pruner", choices=["none", "median", "hyperband"], default=None)
     p.add_argument("--metric", default=None, help="validation metric to tune, e.g. val_loss, val_accuracy")
-    p.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
+    p.add_argument("--timeout", type=finite_float, default=None, help="stop starting trials after this many seconds")
     p.add_argument("--space", action="append", default=[], metavar="PATH={KIND: [...]}",
                    help="search space entry, e.g. 'optimizer.lr={log_uniform: [1e-4, 1e-1]}' "
                         "(repeatable; replaces tune.space)")
@@ -86,7 +89,7 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
 @cmd_lr_find.arguments
 def _lr_find_args(p: argparse.ArgumentParser) -> None:
     add_train_options(p)
-    p.add_argument("--start-lr", type=float, default=1e-7)
-    p.add_argument("--end-lr", type=float, default=10.0)
-    p.add_argument("--steps", type=int, default=100, help="optimizer steps over the lr range")
+    p.add_argument("--start-lr", type=finite_float, default=1e-7)
+    p.add_argument("--end-lr", type=finite_float, default=10.0)
+    p.add_argument("--steps", type=bounded_int(1, 100_000, "a step count"), default=100, help="optimizer steps over the lr range")
     p.add_argument("--out", default=None, help="directory for lr_find.png and lr_find.csv")

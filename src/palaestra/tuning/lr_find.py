@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from palaestra.artifacts import atomic_write, write_json
+from palaestra.artifacts import atomic_write, claim_dir, finite_json, write_json
 from palaestra.config import Config, load_config
 from palaestra.errors import ConfigError
 from palaestra.training import callbacks as cb
@@ -137,6 +137,8 @@ def lr_find(config: Config | dict | str | Path | None, *, out: str | Path | None
     if steps < 5:
         raise ConfigError(f"lr-find needs at least 5 steps, got {steps}")
     cfg = load_config(config, overrides)
+    if out is not None:  # before the test runs: refuse a directory of someone else's files at once
+        claim_dir(out, "lr-find")
     # The range test owns the lr: no schedule, no early stop, and enough epochs to reach `steps` batches.
     cfg = load_config(cfg, {"schedule": {"name": "none"}, "train.early_stopping": None, "train.stop_at": None,
                             "train.epochs": 10**6, "train.progress": False, "optimizer.lr": start_lr})
@@ -149,14 +151,13 @@ def lr_find(config: Config | dict | str | Path | None, *, out: str | Path | None
     result = LRFindResult(test.lrs, test.losses, test.smoothed, min_lr, min_loss, steepest, suggested,
                           test.stop_reason)
     if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
+        out = claim_dir(out, "lr-find")
         n = len(test.smoothed)
         frame = pd.DataFrame({"lr": test.lrs[:n], "loss": test.losses[:n], "smoothed": test.smoothed})
         atomic_write(out / "lr_find.csv", frame.to_csv(index=False))
         summary: dict[str, Any] = {"min_lr": min_lr, "min_loss": min_loss, "steepest_lr": steepest,
                                    "suggested_lr": suggested, "stop_reason": test.stop_reason, "steps": n}
-        write_json(out / "lr_find.json", summary)
+        write_json(out / "lr_find.json", finite_json(summary))
         result.files = [out / "lr_find.csv", out / "lr_find.json"]
         if _plot(out / "lr_find.png", result):
             result.files.insert(0, out / "lr_find.png")

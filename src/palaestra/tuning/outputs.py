@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from palaestra.artifacts import atomic_write, finite_json, write_json
-from palaestra.errors import ConfigError
+from palaestra.artifacts import OWNER, atomic_write, finite_json, write_json
+from palaestra.errors import ConfigError, UserError
 from palaestra.tuning.report import write_study_report
 from palaestra.tuning.space import decode_params
 
@@ -118,10 +118,28 @@ def write_plots(result: StudyResult) -> tuple[list[Path], list[str]]:
 
 
 def _same_best(prev: dict[str, Any], info: dict[str, Any], run_dir: Path) -> bool:
-    from palaestra.runs import read_state
+    from palaestra.index import read_state
 
     keys = ("study", "trial", "params")
     return all(prev.get(k) == info.get(k) for k in keys) and read_state(run_dir) == "complete"
+
+
+def _own_best_run(study_dir: Path, run_dir: Path, prev: dict[str, Any]) -> bool:
+    """Whether this study wrote ``run_dir``: its marker says so (set before the retraining starts, so a killed
+    retraining is still recognised), or best.json names it (studies from before the marker)."""
+    try:
+        marker = json.loads((study_dir / OWNER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        marker = {}
+    named = isinstance(marker, dict) and marker.get("best_run") == run_dir.name
+    return named or Path(str(prev.get("best_run", ""))).name == run_dir.name
+
+
+def _remove_own_best_run(study_dir: Path, run_dir: Path, prev: dict[str, Any]) -> None:
+    """Delete an earlier best-run/ only when this study wrote it; never a user's files."""
+    if not _own_best_run(study_dir, run_dir, prev):
+        raise UserError(f"{run_dir} exists but this study did not write it: move it away, or run with --no-best-run")
+    shutil.rmtree(run_dir)
 
 
 def write_best(result: StudyResult, best_run: bool) -> list[Path]:
@@ -144,7 +162,8 @@ def write_best(result: StudyResult, best_run: bool) -> list[Path]:
             info["retrain_value"] = prev.get("retrain_value")
         else:
             if run_dir.exists():
-                shutil.rmtree(run_dir)  # an earlier best, superseded
+                _remove_own_best_run(result.study_dir, run_dir, prev)  # an earlier best, superseded
+            write_json(result.study_dir / OWNER, {"made_by": "tune", "best_run": run_dir.name})
             run = train(config, out=run_dir, quiet=True)
             result.best_run = run
             config = run.config  # `auto` family and task resolved, as in any run's config.yaml

@@ -18,15 +18,17 @@ Example::
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
-from palaestra.config import Config, load_config
+from palaestra.config import MAX_VALUE_BYTES, Config, load_config, safe_yaml, shown
 from palaestra.errors import ConfigError
 
 KINDS = ("uniform", "log_uniform", "int", "choice")
+MAX_GRID = 100_000  # points of a grid search: Optuna's grid sampler holds them all in memory
 _SCALARS = (bool, int, float, str, type(None))
 
 
@@ -65,6 +67,9 @@ class Param:
             return self.optuna_choices()
         if self.kind == "int":
             low, high, step = self.args
+            if (high - low) // step + 1 > MAX_GRID:
+                raise ConfigError(f"tune.space.{self.path}: the 'int' range has {(high - low) // step + 1:,} grid "
+                                  f"points; a grid search takes at most {MAX_GRID:,}")
             return list(range(low, high + 1, step))
         raise ConfigError(f"tune.space.{self.path}: the grid sampler needs 'choice' values or an 'int' range, "
                           f"not '{self.kind}' (use sampler random, tpe or cmaes for continuous ranges)")
@@ -79,9 +84,11 @@ def _number(path: str, value: Any, integer: bool = False) -> float | int:
         try:
             value = float(value)
         except ValueError:
-            raise ConfigError(f"tune.space.{path}: '{value}' is not a number") from None
+            raise ConfigError(f"tune.space.{path}: {shown(value)} is not a number") from None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"tune.space.{path}: {value!r} is not a number")
+        raise ConfigError(f"tune.space.{path}: {shown(value)} is not a number")
+    if not math.isfinite(value):
+        raise ConfigError(f"tune.space.{path}: bounds must be finite numbers, got {value!r}")
     if integer:
         if float(value) != int(value):
             raise ConfigError(f"tune.space.{path}: 'int' bounds must be whole numbers, got {value!r}")
@@ -93,17 +100,17 @@ def parse_param(path: str, spec: Any) -> Param:
     """Check one ``{kind: args}`` entry and normalise its numbers."""
     if not isinstance(spec, dict) or len(spec) != 1:
         raise ConfigError(f"tune.space.{path} must be one of {{uniform: [low, high]}}, {{log_uniform: [low, high]}}, "
-                          f"{{int: [low, high]}}, {{choice: [a, b, ...]}}; got {spec!r}")
+                          f"{{int: [low, high]}}, {{choice: [a, b, ...]}}; got {shown(spec)}")
     kind, args = next(iter(spec.items()))
     if kind not in KINDS:
-        raise ConfigError(f"tune.space.{path}: unknown kind '{kind}' (use one of: {', '.join(KINDS)})")
+        raise ConfigError(f"tune.space.{path}: unknown kind {shown(kind)} (use one of: {', '.join(KINDS)})")
     if not isinstance(args, list | tuple) or not args:
-        raise ConfigError(f"tune.space.{path}: '{kind}' needs a list, got {args!r}")
+        raise ConfigError(f"tune.space.{path}: '{kind}' needs a list, got {shown(args)}")
     if kind == "choice":
         return Param(path, kind, tuple(args))
     if kind == "int":
         if len(args) not in (2, 3):
-            raise ConfigError(f"tune.space.{path}: 'int' needs [low, high] or [low, high, step], got {list(args)}")
+            raise ConfigError(f"tune.space.{path}: 'int' needs [low, high] or [low, high, step], got {shown(list(args))}")
         low, high, *step = (_number(path, a, integer=True) for a in args)
         step_v = step[0] if step else 1
         if step_v < 1:
@@ -112,7 +119,7 @@ def parse_param(path: str, spec: Any) -> Param:
             raise ConfigError(f"tune.space.{path}: low {low} is above high {high}")
         return Param(path, kind, (low, high, step_v))
     if len(args) != 2:
-        raise ConfigError(f"tune.space.{path}: '{kind}' needs [low, high], got {list(args)}")
+        raise ConfigError(f"tune.space.{path}: '{kind}' needs [low, high], got {shown(list(args))}")
     low, high = (_number(path, a) for a in args)
     if low > high:
         raise ConfigError(f"tune.space.{path}: low {low:g} is above high {high:g}")
@@ -144,12 +151,13 @@ def _probe_values(p: Param) -> list[Any]:
 def parse_space_option(item: str) -> tuple[str, dict[str, Any]]:
     """``"optimizer.lr={log_uniform: [1e-4, 1e-1]}"`` -> ("optimizer.lr", {"log_uniform": [...]})."""
     if "=" not in item:
-        raise ConfigError(f"--space expects PATH={{kind: [...]}}, got '{item}'")
+        raise ConfigError(f"--space expects PATH={{kind: [...]}}, got {shown(item)}")
     path, raw = item.split("=", 1)
     try:
-        spec = yaml.safe_load(raw)
+        spec = safe_yaml(raw, f"--space {shown(path)}", MAX_VALUE_BYTES)
     except yaml.YAMLError:
-        raise ConfigError(f"--space {path}: cannot parse '{raw}' (write e.g. {{log_uniform: [1e-4, 1e-1]}})") from None
+        raise ConfigError(f"--space {shown(path)}: cannot parse {shown(raw)} "
+                          f"(write e.g. {{log_uniform: [1e-4, 1e-1]}})") from None
     path = path.strip()
     parse_param(path, spec)
     return path, spec
@@ -171,6 +179,9 @@ def grid_space(space: Space) -> dict[str, list[Any]]:
 
 def grid_size(space: Space) -> int:
     size = 1
-    for values in grid_space(space).values():
+    for path, values in grid_space(space).items():
         size *= len(values)
+        if size > MAX_GRID:
+            raise ConfigError(f"tune.space: the grid has more than {MAX_GRID:,} points (at {path}); "
+                              f"narrow it or use sampler random or tpe")
     return size

@@ -8,7 +8,7 @@ from typing import Any
 
 import optuna
 
-from palaestra.errors import UserError
+from palaestra.errors import UserError, redact
 
 
 def default_storage(study_dir: Path) -> str:
@@ -36,9 +36,16 @@ def open_storage(url: str):
         except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError) as exc:
             error = exc
             time.sleep(0.5 * (attempt + 1))
-        except (sqlalchemy.exc.ArgumentError, ImportError, ValueError) as exc:
-            raise UserError(f"cannot open storage {display_url(url)}: {exc}") from None
-    raise UserError(f"cannot open storage {display_url(url)}: {str(error).splitlines()[0]}")
+        except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError, TypeError) as exc:
+            # e.g. a bad port, an unknown driver, or a file that is not a database ("file is not a database")
+            raise UserError(f"cannot open storage {display_url(url)}: {_reason(exc)}") from None
+    raise UserError(f"cannot open storage {display_url(url)}: {_reason(error)}")
+
+
+def _reason(exc: BaseException | None) -> str:
+    """The first line of a driver's error, with any URL credentials in it masked (drivers quote the URL)."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return redact(first)[:300]
 
 
 def storage_url(url: str) -> str:
@@ -71,6 +78,6 @@ def display_url(url: str) -> str:
     try:
         from sqlalchemy.engine import make_url
 
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a URL SQLAlchemy can parse: it holds no password field either
-        return url
+        return redact(make_url(url).render_as_string(hide_password=True))
+    except Exception:  # not a URL SQLAlchemy can parse (e.g. a bad port): mask what looks like a password
+        return redact(url)

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import optuna
 
+from palaestra.artifacts import claim_dir
 from palaestra.config import Config, load_config, set_path
 from palaestra.errors import ConfigError, UserError
 from palaestra.training import callbacks as cb
@@ -178,9 +179,10 @@ class Objective:
     def __call__(self, trial) -> float:
         from palaestra.pipeline import TrainingInterrupted, train
 
+        # First: who runs it, so a trial whose worker is killed can be told from one still running.
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         params = sample(trial, self.space)
         cfg = self.config_for(params)
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         started = time.perf_counter()
         try:
             if self.cv:
@@ -269,6 +271,25 @@ def finished(study) -> int:
     return sum(t.state.name in FINISHED for t in study.get_trials(deepcopy=False))
 
 
+def _fail_dead_trials(study) -> None:
+    """Trials left RUNNING by a worker on this machine that no longer exists (SIGKILL, OOM killer, power loss)
+    are marked failed and interrupted, so they are retried once, at once, instead of waiting for the storage's
+    heartbeat grace period (which still covers workers on other machines)."""
+    from palaestra.index import alive
+
+    me = socket.gethostname()
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        host, _, pid = str(t.user_attrs.get("worker", "")).rpartition(":")
+        if host != me or not pid.isdigit() or alive(int(pid), host):
+            continue
+        storage = study._storage
+        try:
+            storage.set_trial_user_attr(t._trial_id, "interrupted", True)
+            storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+        except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
+            continue  # another worker got there first
+
+
 def _retry_interrupted(study) -> None:
     """Re-queue the parameters of trials cut short by Ctrl-C/SIGTERM, once each."""
     trials = study.get_trials(deepcopy=False)
@@ -299,6 +320,7 @@ def run_stage(config: Config, base: dict[str, Any], stage: Stage, storage, direc
     _check_same_study(study, config, stage)
     if study.direction.name.lower() != direction:
         raise UserError(f"study '{stage.name}' exists with direction {study.direction.name.lower()}, not {direction}")
+    _fail_dead_trials(study)
     _retry_interrupted(study)
     remaining = stage.trials - finished(study)
     if remaining <= 0:
@@ -320,26 +342,32 @@ def best_of(stage: Stage) -> Any:
 
 def tune(config: Config | dict | str | Path | None, *, out: str | Path, storage: str | None = None,
          study_name: str | None = None, overrides: list[str] | dict | None = None, console=None,
-         best_run: bool = True, plots: bool = True, quiet: bool = False) -> StudyResult:
-    """Run a study (all its stages), write the outputs to ``out`` and return the result."""
+         best_run: bool = True, plots: bool = True, quiet: bool = False,
+         on_start: Callable[[], None] | None = None) -> StudyResult:
+    """Run a study (all its stages), write the outputs to ``out`` and return the result.
+
+    ``on_start`` is called once the settings, the directory and the storage have been checked, before trials run.
+    """
     import warnings
 
     from palaestra.pipeline import TrainingInterrupted
     from palaestra.tuning.outputs import write_outputs
 
     config = load_config(config, overrides)
-    study_dir = Path(out)
-    study_dir.mkdir(parents=True, exist_ok=True)
+    # Resumable: a directory this command made (its marker, or the study.db of an older version) is reused.
+    study_dir = claim_dir(out, "tune", legacy=("study.db",))
     url = storage or default_storage(study_dir)
     study_name = study_name or config.name
     direction = resolve_direction(config)
     stages = stages_of(config, study_name)
     if config.tune.sampler == "grid":
         for s in stages:
-            grid_space(s.space)  # a continuous range fails here, before anything runs
+            grid_size(s.space)  # a continuous range or a huge grid fails here, before anything runs
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # failures reach the user as errors
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     rdb = open_storage(url)
+    if on_start is not None:
+        on_start()
     base = config.explicit()  # what the user set: family defaults still apply to what they left alone
     base.setdefault("train", {})["progress"] = False
     best_params: dict[str, Any] = {}

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from palaestra.data.features.base import FitOptions, InputFeature
+from palaestra.data.scaling import finite_stats
 from palaestra.errors import DataError
 
 
@@ -93,13 +94,13 @@ class ArrayFeature(InputFeature):
         if layout == "sequence":
             valid = np.arange(z.shape[1])[None, :] < sequence_lengths(z)[:, None]
             steps = z[valid]  # (real steps, F)
-            mean, std = steps.mean(axis=0), steps.std(axis=0)
+            mean, std = finite_stats(f"'{name}'", steps, axis=0)
         else:
             if not np.isfinite(z).all():
                 bad = int((~np.isfinite(z)).reshape(len(z), -1).any(axis=1).sum())
                 raise DataError(f"'x' holds NaN or infinite values in {bad} samples")
             axes = (0, 2, 3) if layout == "image" else (0,)
-            mean, std = z.mean(axis=axes), z.std(axis=axes)
+            mean, std = finite_stats(f"'{name}'", z, axis=axes)
         proto.shape = list(z.shape[1:])
         proto.mean = [float(m) for m in np.ravel(mean)]
         proto.std = [float(s) if s > 1e-12 else 1.0 for s in np.ravel(std)]

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from palaestra.data.features.base import OutputFeature, label_codes, numeric_view, sorted_labels
+from palaestra.data.scaling import finite_stats, standardized_target
 from palaestra.errors import DataError
 
 
@@ -87,9 +88,8 @@ class NumberOutput(OutputFeature):
 
     @classmethod
     def fit(cls, name: str, values: Any) -> NumberOutput:
-        v = cls.numbers(name, values)
-        std = float(v.std())
-        return cls(name, float(v.mean()), std if std > 0 and np.isfinite(std) else 1.0)
+        mean, std = finite_stats(f"target '{name}'", cls.numbers(name, values))
+        return cls(name, mean, std if std > 0 else 1.0)
 
     @staticmethod
     def numbers(name: str, values: Any) -> np.ndarray:
@@ -107,7 +107,7 @@ class NumberOutput(OutputFeature):
         return 1
 
     def encode(self, values: Any) -> np.ndarray:
-        return ((self.numbers(self.name, values) - self.mean) / self.std).astype(np.float32)
+        return standardized_target(f"target '{self.name}'", self.numbers(self.name, values), self.mean, self.std)
 
     def decode(self, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         values = outputs[:, 0].astype(np.float64) * self.std + self.mean
