@@ -163,8 +163,8 @@ def print_metrics(metrics: dict[str, Any], title: str, out=None) -> None:
 @command("train", help="train, evaluate on the test split, write a run directory")
 def cmd_train(args: argparse.Namespace) -> int:
     from palaestra.config import load_config
-    from palaestra.pipeline import train
     from palaestra.index import run_name
+    from palaestra.pipeline import train
 
     if (args.nproc and args.nproc > 1) or args.nnodes not in (None, "1"):
         from palaestra.distributed import launch

@@ -18,7 +18,7 @@ class ConfigError(UserError):
     """The config file or an override is invalid."""
 
 
-class DataError(UserError):
+class DataError(UserError, ValueError):
     """The data cannot be read or does not fit the task."""
 
 

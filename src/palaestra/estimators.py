@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
 
 from palaestra.runs import Run
 
@@ -74,34 +75,60 @@ class _PalaestraEstimator(BaseEstimator):
                 cfg[key] = value
         return cfg
 
-    def _frame(self, X: Any) -> pd.DataFrame:
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # missing values are imputed (median, with a was-missing column), by design
+        tags.input_tags.sparse = False
+        tags.non_deterministic = False  # seeded: the same data and seed give the same model
+        return tags
+
+    def _frame(self, X: Any, reset: bool) -> pd.DataFrame:
+        """X as a frame of named columns, checked the way scikit-learn checks its own estimators' input.
+
+        A DataFrame keeps its columns as they are (text, categories, missing values); anything else must be a
+        2-D numeric array (NaN allowed: it is imputed). ``reset``: fitting records the columns, predicting
+        checks them (their number and names).
+        """
         if isinstance(X, pd.DataFrame):
+            validate_data(self, X, reset=reset, skip_check_array=True)  # n_features_in_, feature_names_in_
+            if len(X) == 0:
+                raise ValueError("Found array with 0 sample(s) (shape=(0, ...)) while a minimum of 1 is required.")
             frame = X.copy()
             frame.columns = [str(c) for c in frame.columns]
-            return frame
-        arr = np.asarray(X)
-        if arr.ndim == 1:
-            arr = arr.reshape(-1, 1)
-        if arr.ndim != 2:
-            raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {arr.shape}")
+            return frame.reset_index(drop=True)
+        arr = check_array(X, dtype="numeric", ensure_all_finite="allow-nan", accept_sparse=False)
+        validate_data(self, arr, reset=reset, skip_check_array=True)
         return pd.DataFrame(arr, columns=[f"x{i}" for i in range(arr.shape[1])])
 
-    def _fit_run(self, X: Any, y: Any) -> Run:
+    def _target(self, y: Any) -> np.ndarray:
+        raise NotImplementedError
+
+    def _checked_target(self, y: Any) -> np.ndarray:
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
+        return self._target(y)
+
+    def _fit_run(self, X: Any, y: np.ndarray) -> Run:
+        """Train on ``X`` and a target already checked by ``_checked_target``."""
         from palaestra.pipeline import train
 
-        frame = self._frame(X).reset_index(drop=True)
-        y = np.asarray(y)
+        frame = self._frame(X, reset=True)
         if len(y) != len(frame):
             raise ValueError(f"X has {len(frame)} rows but y has {len(y)}")
+        cfg = self._config()
+        # Every numeric column is a feature: never dropped as an identifier, never re-typed behind the user's back.
+        declared = {c: "numeric" for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])
+                    and not pd.api.types.is_bool_dtype(frame[c])}
+        cfg["data"].setdefault("features", {}).update({k: v for k, v in declared.items()
+                                                       if k not in cfg["data"]["features"]})
         frame[TARGET] = y
-        self.n_features_in_ = frame.shape[1] - 1
-        self.run_ = train(self._config(), source=frame, quiet=True)
+        self.run_ = train(cfg, source=frame, quiet=True)
         return self.run_
 
     def _decoded(self, X: Any):
         """The run's own decoding of its outputs (the path ``Run.predict`` and the server take)."""
         check_is_fitted(self, "run_")
-        return self.run_.decode(self._frame(X))[0]
+        return self.run_.decode(self._frame(X, reset=False))[0]
 
 
 class PalaestraClassifier(ClassifierMixin, _PalaestraEstimator):
@@ -109,12 +136,19 @@ class PalaestraClassifier(ClassifierMixin, _PalaestraEstimator):
 
     _task = "classification"
 
-    def fit(self, X: Any, y: Any) -> PalaestraClassifier:
-        y = np.asarray(y)
+    def _target(self, y: Any) -> np.ndarray:
+        y = column_or_1d(y, warn=True)
+        if np.issubdtype(y.dtype, np.number):
+            check_array(y, ensure_2d=False, dtype=None, input_name="y")  # NaN or infinity is no label
+        check_classification_targets(y)  # a continuous target is refused: "Unknown label type: continuous"
+        return y
+
+    def fit(self, X: Any, y: Any = None) -> PalaestraClassifier:
+        y = self._checked_target(y)
+        run = self._fit_run(X, y)
         # sklearn orders classes_ with np.unique; Palaestra keeps labels as they came (sorted the same way
         # for one dtype), so map the model's columns to classes_ explicitly by label text.
         self.classes_ = np.unique(y)
-        run = self._fit_run(X, y)
         by_text = {str(c): i for i, c in enumerate(run.spec.classes or [])}
         # -1: a class too rare to reach the training split gets probability 0.
         self._columns = np.array([by_text.get(str(c), -1) for c in self.classes_])
@@ -137,8 +171,12 @@ class PalaestraRegressor(RegressorMixin, _PalaestraEstimator):
 
     _task = "regression"
 
-    def fit(self, X: Any, y: Any) -> PalaestraRegressor:
-        self._fit_run(X, np.asarray(y, dtype=np.float64))
+    def _target(self, y: Any) -> np.ndarray:
+        y = column_or_1d(y, warn=True)
+        return check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")  # NaN and inf refused
+
+    def fit(self, X: Any, y: Any = None) -> PalaestraRegressor:
+        self._fit_run(X, self._checked_target(y))
         return self
 
     def predict(self, X: Any) -> np.ndarray:

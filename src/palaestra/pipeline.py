@@ -373,7 +373,7 @@ def _say(console, text: str) -> None:
         from rich.console import Console
 
         console = Console(stderr=True)
-    console.print(text)
+    console.print(text, soft_wrap=True)  # one line each, however long: readable in logs and by tools
 
 
 class TrainingDiverged(UserError):

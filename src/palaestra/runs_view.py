@@ -94,12 +94,15 @@ def resolve_run(arg: str) -> Path:
     """A run directory from a path, or from a name (or path ending) in the run index: the latest that fits."""
     path = Path(arg)
     if path.is_dir():
+        if not any((path / name).exists() for name in ("config.yaml", "manifest.json", "state.json")):
+            raise UserError(f"{path} is not a finished run directory (no config.yaml, state.json or manifest.json)")
         return path
     fits = [r for r in RunIndex.default().list()
             if r["name"] == arg or r["path"].endswith(os.sep + arg.strip(os.sep))]
     if fits:
         return Path(fits[-1]["path"])
-    raise UserError(f"{arg} is neither a run directory nor a run in the index {RunIndex.default().db.resolve()} "
+    what = "a file" if path.exists() else "neither a directory"
+    raise UserError(f"{arg} is not a run directory ({what}) nor a run in the index {RunIndex.default().db.resolve()} "
                     f"(palaestra runs lists them)")
 
 

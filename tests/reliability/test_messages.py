@@ -64,12 +64,12 @@ def test_write_json_never_writes_non_json(tmp_path):
 def test_a_column_too_large_to_scale_is_refused_by_name():
     import pandas as pd
 
-    from palaestra.data.preprocess import TablePreprocessor
+    from palaestra.data.features import FitOptions, NumericFeature
     from palaestra.errors import DataError
 
     df = pd.DataFrame({"a": [1e308, -1e308] + [0.5 * i for i in range(28)], "y": ["x", "z"] * 15})
-    with pytest.raises(DataError, match="column 'a' holds values too large"):
-        TablePreprocessor.fit(df, "y", "classification", [("a", "numeric")], {}, 16)
+    with pytest.raises(DataError, match="column 'a' holds (a value|values) too large"):
+        NumericFeature.fit("a", df["a"], FitOptions())
 
 
 def test_log_lines_are_redacted(caplog):

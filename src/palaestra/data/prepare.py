@@ -155,7 +155,7 @@ def _prepare(cfg: DataConfig, raw: Any, seed: int, notices: list[str], targets: 
     types, dropped = _input_types(cfg, raw, targets, notices)
     n = len(raw.x) if isinstance(raw, ArrayData) else len(raw)
     if n < 10:
-        raise DataError(f"only {n} rows with a target: too few to split into train, val and test")
+        raise DataError(f"only {n} rows with a target (n_samples = {n}): too few to split into train, val and test")
     # Stratify by the first classification target.
     strat_name = next((t for t in targets if outputs[t] == "category"), None)
     strat = None
