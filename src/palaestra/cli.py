@@ -335,8 +335,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return handler(args) or 0
     except UserError as exc:
-        err.print(f"error: {one_line(str(exc))}", markup=False, soft_wrap=True)
-        return 2
+        code = getattr(exc, "exit_code", 2)  # an interrupted run: 130 (Ctrl-C) or 143 (SIGTERM), not bad input
+        err.print(f"{'interrupted' if code != 2 else 'error'}: {one_line(str(exc))}", markup=False, soft_wrap=True)
+        return code
     except KeyboardInterrupt:
         err.print("interrupted", markup=False)
         return 130

@@ -39,7 +39,14 @@ from palaestra.training.state import TrainState
 
 
 class TrainingInterrupted(UserError):
-    """SIGINT/SIGTERM arrived: a checkpoint was saved; the message says how to resume."""
+    """SIGINT/SIGTERM arrived: a checkpoint was saved; the message says how to resume.
+
+    Not bad input: the command line exits with the shell's code for the signal (130 for Ctrl-C, 143 for SIGTERM).
+    """
+
+    def __init__(self, message: str, signum: int = signal.SIGINT):
+        super().__init__(message)
+        self.exit_code = 128 + int(signum)
 
 
 def seed_everything(seed: int) -> None:
@@ -105,9 +112,11 @@ class _InterruptCheck(cb.Callback):
             where = self.save(state) if self.save else None
             name = signal.Signals(self.flag.signum).name
             if where is None:
-                raise TrainingInterrupted(f"training interrupted by {name} (no run directory, nothing saved)")
+                raise TrainingInterrupted(f"training interrupted by {name} (no run directory, nothing saved)",
+                                          self.flag.signum)
             raise TrainingInterrupted(f"training interrupted by {name} at epoch {state.epoch + 1}, step {state.step}; "
-                                      f"checkpoint saved. Resume with: palaestra train --resume {where}")
+                                      f"checkpoint saved. Resume with: palaestra train --resume {where}",
+                                      self.flag.signum)
 
     def on_batch_end(self, state: TrainState, loss: torch.Tensor) -> None:
         # After an epoch's last batch, wait for on_epoch_end: a checkpoint taken between the last batch and the
