@@ -225,6 +225,8 @@ def _dead_units(f: Facts) -> Finding | None:
 
     rows = train[0][:MAX_ROWS]
     run = f.run()
+    if not any(isinstance(m, nn.ReLU) for m in run.model.modules()):
+        return None  # e.g. a recurrent model: nothing to check, and no forward pass over the training rows
     alive: dict[str, torch.Tensor] = {}
 
     def hook(name: str):
