@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 from testkit import tiny
+
+# The repository root, so tests can share the benchmarks' data generators (``benchmarks.mixed_table``).
+ROOT = str(Path(__file__).resolve().parents[1])
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
 
 # pytest-xdist runs two workers on two cores: one torch thread each (and in their subprocesses).
 os.environ.setdefault("OMP_NUM_THREADS", "1")

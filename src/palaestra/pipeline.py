@@ -392,8 +392,7 @@ class TrainingDiverged(UserError):
 def _refuse_diverged(run_dir: Path, state: TrainState) -> None:
     """A diverged run is not a finished model: mark it failed (not complete) and exit 2 saying so."""
     if not state.diverged:
-        return
-    set_state(run_dir, "failed", error=str(state.stop_reason)[:500])
+        return  # (_write_run has already marked it failed)
     raise TrainingDiverged(f"training {state.stop_reason}; the run {run_dir} is marked failed "
                            f"(see: palaestra doctor {run_dir})")
 
@@ -459,7 +458,11 @@ def _write_run(run_dir: Path, run: Run, data: PreparedData, state: TrainState, d
         pass
     files += _report(run_dir, run, data)
     write_manifest(run_dir, files)
-    set_state(run_dir, "complete")
+    # A diverged run is never marked complete, not even for a moment (a kill here must not leave it so).
+    if state.diverged:
+        set_state(run_dir, "failed", error=str(state.stop_reason)[:500])
+    else:
+        set_state(run_dir, "complete")
     test = run.metrics.get("test", {})
     RunIndex.default().record(run_dir, metrics={k: v for k, v in test.items() if isinstance(v, float)})
 

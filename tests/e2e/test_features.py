@@ -10,48 +10,11 @@ import pandas as pd
 import pytest
 from testkit import cli, running
 
+from benchmarks.mixed_table import mixed_table, tfidf_baseline
 from palaestra.artifacts import read_json
 from palaestra.deployment.export import export, predict_exported
 from palaestra.pipeline import train
 from palaestra.runs import Run
-
-
-def mixed_table(n: int = 800, seed: int = 0) -> pd.DataFrame:
-    """Customers: an income, a plan, a free-text note, a sign-up date; churn depends on the note's sentiment and
-    on signing up in winter, so a model that drops the text or the date loses signal."""
-    rng = np.random.default_rng(seed)
-    income = rng.normal(50, 15, n).round(1)
-    plan = rng.choice(["basic", "plus", "pro"], n)
-    happy = rng.random(n) < 0.5
-    good = ["great service and friendly staff", "love the fast delivery", "very happy with the product quality"]
-    bad = ["slow support and rude staff", "the app keeps crashing every day", "billing mistakes again this month"]
-    filler = ["we", "ordered", "twice", "last", "year", "and", "the", "team", "said"]
-    notes = [" ".join([*rng.choice(filler, 4), rng.choice(good if h else bad)]) for h in happy]
-    days = rng.integers(0, 1500, n)
-    when = pd.Timestamp("2020-01-01") + pd.to_timedelta(days, unit="D")
-    winter = np.isin(when.month, [12, 1, 2])
-    logit = 0.04 * (income - 50) + 4.4 * (happy - 0.5) + 1.5 * winter - 0.4
-    churned = np.where(rng.random(n) < 1 / (1 + np.exp(-logit)), "no", "yes")
-    spend = 20 + 0.8 * income + 15 * (plan == "pro") + 10 * happy + rng.normal(0, 4, n)
-    return pd.DataFrame({"income": income, "plan": plan, "note": notes, "signup": when.strftime("%Y-%m-%d"),
-                         "churned": churned, "spend": spend.round(2)})
-
-
-def _tfidf_baseline(frame: pd.DataFrame, train_idx, test_idx) -> float:
-    """What a practitioner fits first: TF-IDF on the text, scaled numbers, one-hot categories, logistic regression."""
-    from sklearn.compose import ColumnTransformer
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-    X = frame.drop(columns=[c for c in ("churned", "spend") if c in frame.columns]).copy()
-    X["signup_days"] = (pd.to_datetime(X["signup"]) - pd.Timestamp("2020-01-01")).dt.days
-    prep = ColumnTransformer([("text", TfidfVectorizer(), "note"),
-                              ("num", StandardScaler(), ["income", "signup_days"]),
-                              ("cat", OneHotEncoder(handle_unknown="ignore"), ["plan"])])
-    model = make_pipeline(prep, LogisticRegression(max_iter=2000)).fit(X.iloc[train_idx], frame.churned.iloc[train_idx])
-    return float(model.score(X.iloc[test_idx], frame.churned.iloc[test_idx]))
 
 
 def test_zero_config_uses_text_and_time_and_beats_dropping_them(tmp_path):
@@ -73,7 +36,7 @@ def test_zero_config_uses_text_and_time_and_beats_dropping_them(tmp_path):
     dropped = read_json(tmp_path / "less" / "metrics.json")["test"]["accuracy"]
     assert full > dropped + 0.04, (full, dropped)
     splits = pre["splits"]
-    baseline = _tfidf_baseline(frame, splits["train"], splits["test"])
+    baseline = tfidf_baseline(frame, splits["train"], splits["test"])
     assert full >= baseline - 0.025, (full, baseline)  # 3 of 120 test rows: within a split's noise
 
     # Predicting on new rows: an unseen word, a missing note and an unparseable date are handled.
