@@ -33,6 +33,16 @@ VANISH_RATIO = 1e-3  # first layer's gradient < 1/1000 of the last layer's: the 
 EXPLODE_NORM = 1e3  # with standardised inputs and O(1) losses, healthy per-layer gradient norms are O(0.01-10)
 DEAD_SHARE = 0.25  # a quarter of a layer's ReLU units never fire on any training row
 MAX_ROWS = 5000  # rows pushed through the model for the dead-unit check
+HIGH_DROPOUT = 0.4  # at or above this, more dropout is not the advice
+HIGH_DECAY = 0.3  # likewise for weight decay
+
+
+def size_knobs(family: str) -> tuple[str, ...]:
+    """The config keys that set a family's size (what the family declares; the table model's otherwise)."""
+    from palaestra.models import FAMILIES
+
+    fam = FAMILIES.get(family)
+    return fam.size_knobs if fam is not None and fam.size_knobs else ("model.hidden",)
 
 
 @dataclass
@@ -134,17 +144,23 @@ def _underfitting(f: Facts) -> Finding | None:
     if t_end < UNDERFIT * base or v_best < UNDERFIT * base:
         return None
     tail = train[len(train) * 2 // 3:]
-    still = len(tail) >= 2 and (tail[0] - tail[-1]) > 0.05 * tail[0]
+    fell = float(tail[0] - tail[-1]) if len(tail) >= 2 else 0.0
+    # Still falling: by more than 2% over the last third, or steadily (every epoch lower than the one before).
+    still = len(tail) >= 2 and (fell > 0.02 * abs(tail[0]) or (fell > 0 and bool((np.diff(tail) <= 0).all())))
     trend = ("still falling at the end: it stopped too early" if still else
              "flat over the last third of training: the model cannot fit more")
-    hidden = f.config.model.hidden
+    m = f.config.model
+    bigger = ", ".join(f"{k} is {getattr(m, k.split('.')[1])}" for k in size_knobs(m.family))
+    less_reg = [f"model.dropout ({m.dropout:g})" if m.dropout > 0 else "",
+                f"optimizer.weight_decay ({f.config.optimizer.weight_decay:g})" if f.config.optimizer.weight_decay > 0 else ""]
+    less_reg = " and ".join(x for x in less_reg if x)
     return Finding("underfitting", "training and validation loss both stay high",
                    f"after {len(train)} epochs train_loss is {t_end:.4g} and the best val_loss {v_best:.4g}, "
                    f"{t_end / base:.0%} and {v_best / base:.0%} of the baseline loss {base:.3g} "
                    f"(a constant prediction); {trend}",
                    ("train for more epochs or raise optimizer.lr; " if still else "")
-                   + f"use a bigger model (model.hidden is {hidden}) or another family; lower model.dropout "
-                   f"({f.config.model.dropout:g}) and optimizer.weight_decay ({f.config.optimizer.weight_decay:g})")
+                   + f"use a bigger model ({bigger}) or another family"
+                   + (f"; lower {less_reg}" if less_reg else ""))
 
 
 def _overfitting(f: Facts) -> Finding | None:
@@ -158,10 +174,14 @@ def _overfitting(f: Facts) -> Finding | None:
     es = f.config.train.early_stopping
     kept = (f"; early stopping was on and the epoch-{best + 1} weights were kept"
             if es and f.config.train.restore_best else "")
-    suggestion = (f"add dropout (model.dropout is {f.config.model.dropout:g}) or weight decay "
-                  f"(optimizer.weight_decay is {f.config.optimizer.weight_decay:g}); ")
+    dropout, decay = f.config.model.dropout, f.config.optimizer.weight_decay
+    # Advice that is already taken is no advice: high dropout or decay points at the model size or the data.
+    regularise = [f"dropout (model.dropout is {dropout:g})" if dropout < HIGH_DROPOUT else "",
+                  f"weight decay (optimizer.weight_decay is {decay:g})" if decay < HIGH_DECAY else ""]
+    regularise = " or ".join(x for x in regularise if x)
+    suggestion = f"add {regularise}; " if regularise else ""
     suggestion += "turn on early stopping (train.early_stopping); " if not es else ""
-    suggestion += "use a smaller model or more training data"
+    suggestion += f"use a smaller model ({', '.join(size_knobs(f.config.model.family))}) or more training data"
     return Finding("overfitting", "validation loss rises while training loss falls",
                    f"val_loss reached its minimum {val[best]:.4g} at epoch {best + 1}, then rose to {val[-1]:.4g} "
                    f"(+{rise / val[best]:.0%}) by epoch {len(val)} while train_loss fell from {train[best]:.4g} to "

@@ -106,7 +106,23 @@ class Facts:
     # -- derived numbers ------------------------------------------------------------------------------------
 
     def baseline(self) -> float:
-        """The loss of the best constant prediction: the yardstick for 'high' and 'big'."""
+        """The loss of the best constant prediction: the yardstick for 'high' and 'big'.
+
+        Per task: the class prior's entropy (classification); the spread of the standardised target
+        (regression); the training text's unigram model (a language model: its bits per character, in nats
+        like the loss); the persistence forecast's error (forecasting: the model predicts from the last value).
+        """
+        if self.task == "language_model":
+            bits = next((m["unigram_bits_per_char"] for m in (self.metrics.get("val") or {},
+                         self.metrics.get("test") or {}) if "unigram_bits_per_char" in m), None)
+            return float(bits) * math.log(2) if bits else math.log(max(len(self.pre.get("vocab", [])) + 1, 2))
+        if self.task == "forecast":
+            naive = next((m["naive_mae"] for m in (self.metrics.get("val") or {}, self.metrics.get("test") or {})
+                          if m.get("naive_mae")), None)
+            std = (self.pre.get("std") or [1.0])[0] or 1.0
+            if naive:
+                z = float(naive) / std  # persistence error on the standardised scale the loss is measured on
+                return z if self.config.loss.name == "mae" else z * z
         train = self.split("train")
         if self.task == "classification":
             k = max(len(self.classes), 2)

@@ -38,7 +38,8 @@ class CNN(nn.Module):
         return self.head(self.body(self.dropout(z)))
 
 
-@register("cnn", kinds=("image", "sequence"), default_for=("image", "sequence"), channels_last=True)
+@register("cnn", kinds=("image", "sequence"), default_for=("image", "sequence"), channels_last=True,
+          size_knobs=("model.channels", "model.hidden"))
 def build_cnn(spec: FeatureSpec, cfg: ModelConfig) -> nn.Module:
     if spec.kind == "sequence":
         from palaestra.models.cnn1d import build_cnn1d

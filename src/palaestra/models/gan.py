@@ -209,6 +209,6 @@ def gan_training(model: GAN, run_dir: Path | None):
 
 
 @register("gan", kinds=("generation",), default_for=("generation",), example=_example, defaults=GAN_DEFAULTS,
-          training=gan_training, task="generation")
+          training=gan_training, task="generation", size_knobs=("model.latent_dim", "model.channels", "model.hidden"))
 def build_gan(spec: FeatureSpec, cfg: ModelConfig) -> nn.Module:
     return GAN(list(spec.input_shape or []), cfg.latent_dim, cfg.channels[0], cfg.hidden, cfg.dropout)

@@ -42,6 +42,7 @@ class Family:
     training: Callable[[nn.Module, Any], tuple[Callable | None, list]] | None = None
     arrays_as: str | None = None
     task: str | None = None
+    size_knobs: tuple[str, ...] = ("model.hidden",)  # the config keys that set its size (for the doctor's advice)
 
 
 FAMILIES: dict[str, Family] = {}
@@ -49,12 +50,12 @@ FAMILIES: dict[str, Family] = {}
 
 def register(name: str, kinds: tuple[str, ...], default_for: tuple[str, ...] = (), example: Callable[[], tuple] | None = None,
              defaults: dict[str, Any] | None = None, channels_last: bool = False, training: Callable | None = None,
-             arrays_as: str | None = None, task: str | None = None):
+             arrays_as: str | None = None, task: str | None = None, size_knobs: tuple[str, ...] = ("model.hidden",)):
     """Decorator: ``@register("mlp", kinds=("table", "vector"), default_for=("table", "vector"))``."""
 
     def deco(fn: Callable[[FeatureSpec, ModelConfig], nn.Module]):
         FAMILIES[name] = Family(name, fn, kinds, default_for, example, dict(defaults or {}), channels_last, training,
-                                arrays_as, task)
+                                arrays_as, task, size_knobs)
         return fn
 
     return deco

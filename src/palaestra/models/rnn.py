@@ -74,4 +74,4 @@ def _build(cell: str):
 
 for _name in RECURRENT:
     register(_name, kinds=("sequence", "tokens", "table"), defaults={"train.grad_clip": DEFAULT_GRAD_CLIP},
-             arrays_as="sequence")(_build(_name))
+             arrays_as="sequence", size_knobs=("model.hidden_size", "model.layers"))(_build(_name))

@@ -68,7 +68,8 @@ class TransformerNet(nn.Module):
         return self.head(pooled)
 
 
-@register("transformer", kinds=("sequence", "tokens", "table"), default_for=("tokens",), arrays_as="sequence")
+@register("transformer", kinds=("sequence", "tokens", "table"), default_for=("tokens",), arrays_as="sequence",
+          size_knobs=("model.d_model", "model.layers"))
 def build_transformer(spec: FeatureSpec, cfg: ModelConfig) -> nn.Module:
     if spec.kind == "table":  # a table's text columns are read by self-attention
         return build_text_table(spec, cfg, "transformer")
