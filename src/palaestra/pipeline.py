@@ -470,8 +470,12 @@ def _write_run(run_dir: Path, run: Run, data: PreparedData, state: TrainState, d
 def _report(run_dir: Path, run: Run, data: PreparedData) -> list[str]:
     try:
         from palaestra.evaluation.report import regression_predictions, write_report
+        from palaestra.evaluation.task_sections import forecast_section, text_sample_section
     except ImportError:
         return []
+    for section in (forecast_section(run, data), text_sample_section(run)):
+        if section is not None:
+            run.report_sections = [section, *run.report_sections]
     info = {"task": run.spec.task, "data": run.config.data.source, "model": run.config.model.family,
             "parameters": run.metrics.get("parameters"), "train rows": len(data.train), "val rows": len(data.val),
             "test rows": len(data.test)}

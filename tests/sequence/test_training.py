@@ -72,6 +72,8 @@ def test_forecast_beats_persistence_and_predicts_past_the_end(tmp_path, capsys):
     test = json.loads((tmp_path / "run" / "metrics.json").read_text())["test"]
     assert {"mae", "rmse", "naive_mae"} <= set(test)
     assert test["mae"] < 0.5 * test["naive_mae"], test
+    report = (tmp_path / "run" / "report.html").read_text()
+    assert "Forecast vs actual (test span)" in report and 'alt="forecast vs actual"' in report
     loaded = Run.load(tmp_path / "run")
     pred = loaded.predict(str(tmp_path / "load.csv"))
     assert len(pred) == 240 - 12 + 1  # one forecast per complete window, the last beyond the data
@@ -95,6 +97,7 @@ def test_language_model_beats_unigram_and_generates(tmp_path, capsys):
     test = run.metrics["test"]
     assert run.spec.task == "language_model"
     assert test["bits_per_char"] < 0.7 * test["unigram_bits_per_char"], test
+    assert "A sample of generated text" in (tmp_path / "run" / "report.html").read_text()
     assert cli_main(["generate", str(tmp_path / "run"), "--prompt", "the ", "--length", "30", "--temperature", "0.5",
                      "--top-k", "5"]) == 0
     printed = capsys.readouterr().out.rstrip("\n")
