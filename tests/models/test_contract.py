@@ -154,7 +154,7 @@ def test_families_declare_their_defaults_and_explicit_settings_win():
 
     spec = FeatureSpec(kind="sequence", task="classification", input_names=["x", "lengths"], n_outputs=2,
                        input_shape=[10, 2], classes=[0, 1])
-    assert FAMILIES["gru"].defaults == {"train.grad_clip": 1.0}
+    assert FAMILIES["gru"].defaults == {"train.grad_clip": 1.0, "train.time_limit": 600.0}
     clipped = resolve_config(load_config({"model": {"family": "gru"}}), spec)
     assert clipped.train.grad_clip == 1.0
     off = resolve_config(load_config({"model": {"family": "gru"}, "train": {"grad_clip": None}}), spec)

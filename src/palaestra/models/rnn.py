@@ -18,6 +18,10 @@ from palaestra.models.tabular import build_text_table
 
 # Exploding gradients are the recurrent models' classic failure: clip unless the user chose otherwise.
 DEFAULT_GRAD_CLIP = 1.0
+# A CPU-sized budget: recurrent epochs are slow on 2 cores (mnist1d: ~5 s an epoch, up to 200 epochs); the run
+# ends gracefully after 10 minutes with its best weights. Set train.time_limit (or null) to change it.
+SEQUENCE_TIME_LIMIT = 600.0
+SEQUENCE_DEFAULTS = {"train.grad_clip": DEFAULT_GRAD_CLIP, "train.time_limit": SEQUENCE_TIME_LIMIT}
 
 
 class RecurrentNet(nn.Module):
@@ -73,5 +77,5 @@ def _build(cell: str):
 
 
 for _name in RECURRENT:
-    register(_name, kinds=("sequence", "tokens", "table"), defaults={"train.grad_clip": DEFAULT_GRAD_CLIP},
+    register(_name, kinds=("sequence", "tokens", "table"), defaults=SEQUENCE_DEFAULTS,
              arrays_as="sequence", size_knobs=("model.hidden_size", "model.layers"))(_build(_name))

@@ -15,6 +15,7 @@ from palaestra.data.spec import FeatureSpec
 from palaestra.errors import ConfigError
 from palaestra.models.positions import sinusoidal_positions
 from palaestra.models.registry import register
+from palaestra.models.rnn import SEQUENCE_TIME_LIMIT
 from palaestra.models.tabular import build_text_table
 
 
@@ -69,6 +70,7 @@ class TransformerNet(nn.Module):
 
 
 @register("transformer", kinds=("sequence", "tokens", "table"), default_for=("tokens",), arrays_as="sequence",
+          defaults={"train.time_limit": SEQUENCE_TIME_LIMIT},
           size_knobs=("model.d_model", "model.layers"))
 def build_transformer(spec: FeatureSpec, cfg: ModelConfig) -> nn.Module:
     if spec.kind == "table":  # a table's text columns are read by self-attention
