@@ -294,3 +294,29 @@ def test_time_limit_ends_training_gracefully_with_a_full_run_directory(tmp_path)
     assert 1 <= run.metrics["epochs"] < 10_000
     assert read_state(tmp_path / "run") == "complete"
     assert Run.load(tmp_path / "run").metrics["test"]["accuracy"] > 0
+
+
+def test_an_interrupted_run_resumes_with_more_epochs_but_no_other_change(tmp_path):
+    """`palaestra train --resume RUN --set train.epochs=N` trains longer; any other change is still refused."""
+    import yaml
+    from testkit import tiny
+
+    from palaestra.errors import UserError
+    from palaestra.pipeline import train
+    from palaestra.runs import read_state
+
+    class StopAfterTwo(cb.Callback):
+        def on_epoch_end(self, state, logs):
+            if state.epoch == 2:
+                raise KeyboardInterrupt
+
+    cfg = tiny("penguins", epochs=3)
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, out=out, quiet=True, extra_callbacks=[StopAfterTwo()])
+    assert read_state(out) == "interrupted"
+    with pytest.raises(UserError, match="different config"):
+        train(cfg, resume=out, overrides=["model.hidden=[64]"], quiet=True)
+    run = train(cfg, resume=out, overrides=["train.epochs=5"], quiet=True)
+    assert run.metrics["epochs"] == 5 and read_state(out) == "complete"
+    assert yaml.safe_load((out / "config.yaml").read_text())["train"]["epochs"] == 5
