@@ -1,7 +1,8 @@
 """The import graph: every import points down the lifecycle, with no cycles and no private names across modules.
 
 Counted: every ``import``/``from ... import`` of a ``palaestra`` module anywhere in a file, inside functions
-too (they run as soon as the function does); not counted: imports under ``if TYPE_CHECKING:`` (never run).
+too (they run as soon as the function does) and under ``if TYPE_CHECKING:`` (a type a module names is a
+dependency all the same).
 Allowed: the command line and its command modules register with each other.
 """
 
@@ -44,15 +45,6 @@ def _modules() -> dict[str, Path]:
 MODULES = _modules()
 
 
-def _type_checking_lines(tree: ast.AST) -> set[int]:
-    lines: set[int] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            for child in node.body:
-                lines.update(range(child.lineno, (child.end_lineno or child.lineno) + 1))
-    return lines
-
-
 def _resolve(module: str, node: ast.ImportFrom) -> str:
     if node.level == 0:
         return node.module or ""
@@ -74,10 +66,7 @@ def imports() -> list[tuple[str, str, str, int]]:
     found = []
     for module, path in MODULES.items():
         tree = ast.parse(path.read_text(encoding="utf-8"))
-        skip = _type_checking_lines(tree)
         for node in ast.walk(tree):
-            if getattr(node, "lineno", None) in skip:
-                continue
             if isinstance(node, ast.Import):
                 for alias in node.names:
                     if alias.name.startswith("palaestra"):

@@ -28,7 +28,7 @@ from palaestra.tuning.report import write_study_report
 from palaestra.tuning.space import decode_params
 
 if TYPE_CHECKING:
-    from palaestra.tuning.study import Stage, StudyResult
+    from palaestra.tuning.results import Stage, StudyResult
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ from palaestra.artifacts import atomic_write
 from palaestra.evaluation.report import esc, fmt, kv_section, page
 
 if TYPE_CHECKING:
-    from palaestra.tuning.study import StudyResult
+    from palaestra.tuning.results import StudyResult
 
 _COLUMNS_LAST = ("epochs", "seconds", "cv_mean", "cv_std")
 _LEFT_OUT = {"epoch_values", "datetime_start", "duration_s", "worker"}

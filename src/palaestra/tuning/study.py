@@ -20,7 +20,6 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,34 +31,11 @@ from palaestra.config import Config, load_config, set_path
 from palaestra.errors import ConfigError, UserError
 from palaestra.training import callbacks as cb
 from palaestra.tuning.outputs import final_value
+from palaestra.tuning.results import Stage, StudyResult
 from palaestra.tuning.space import Space, decode_params, grid_size, grid_space, parse_space, sample
 from palaestra.tuning.storage import default_storage, display_url, open_storage
 
 FINISHED = ("COMPLETE", "PRUNED")  # the states that count towards a study's trial budget
-
-
-@dataclass
-class Stage:
-    name: str  # the Optuna study name
-    space: Space
-    trials: int  # budget: finished (complete or pruned) trials
-    study: Any = None
-
-
-@dataclass
-class StudyResult:
-    study_dir: Path
-    storage: str
-    metric: str
-    direction: str
-    stages: list[Stage]
-    best_params: dict[str, Any]  # decoded, every stage merged
-    best_value: float
-    best_trial: Any  # optuna FrozenTrial of the last stage
-    best_config: Config
-    files: list[Path] = field(default_factory=list)
-    best_run: Any = None
-    ran: list[int] = field(default_factory=list)  # numbers of the trials this process ran
 
 
 def metric_key(metric: str) -> str:
