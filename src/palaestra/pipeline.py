@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from palaestra.artifacts import atomic_write, finite_json, make_dir, write_json, write_manifest, write_tensors
-from palaestra.config import Config, build_config, load_config, read_yaml, set_path
+from palaestra.config import Config, build_config, flatten, load_config, read_yaml, set_path
 from palaestra.data.batching import LoaderBatcher, TensorBatcher
 from palaestra.data.prepare import prepare_data
 from palaestra.data.spec import FeatureSpec, PreparedData
@@ -158,17 +158,13 @@ def resolve_config(config: Config, spec: FeatureSpec) -> Config:
     """``auto`` resolved (family, task) and the family's declared defaults filled in where the user set nothing,
     so the run's config.yaml alone retrains the same model. An explicit user setting always wins."""
     family = FAMILIES[resolve_family(spec, config.model)]
-    tree = config.explicit()
-    tree.setdefault("model", {})["family"] = family.name
-    tree.setdefault("data", {})["task"] = spec.task
     explicit = config.explicit()
+    given = flatten(explicit)
+    tree = {**explicit, "model": {**explicit.get("model", {}), "family": family.name},
+            "data": {**explicit.get("data", {}), "task": spec.task}}
     for path, value in family.defaults.items():
-        keys = path.split(".")
-        node = explicit
-        for k in keys[:-1]:
-            node = node.get(k) if isinstance(node, dict) else None
-        if not (isinstance(node, dict) and keys[-1] in node):
-            set_path(tree, keys, value)
+        if not any(k == path or k.startswith(path + ".") for k in given):  # the user set it (or part of it)
+            set_path(tree, path.split("."), value)
     return build_config(tree)
 
 
@@ -426,17 +422,6 @@ def resume_config(config: Config | dict | str | Path | None, overrides, run_dir:
         if changed:
             saved = load_config(saved, changed)
     return saved
-
-
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (mappings of sections only; other values as they are)."""
-    out: dict[str, Any] = {}
-    for k, v in tree.items():
-        if isinstance(v, dict) and v and k not in ("stop_at", "space", "weights", "features"):
-            out.update(flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def _write_run(run_dir: Path, run: Run, data: PreparedData, state: TrainState, device: torch.device) -> None:

@@ -127,9 +127,8 @@ class Run:
         if isinstance(data, (str, Path)):
             return read_source(str(data))
         if isinstance(data, np.ndarray):
-            columns = getattr(self.preprocessor, "feature_columns", None)
-            if getattr(self.preprocessor, "array", True) is None and columns:  # a table model given a matrix
-                return pd.DataFrame(data, columns=columns[: data.shape[1]])
+            if self.spec.kind == "table":  # a table model given a matrix: its columns in training order
+                return pd.DataFrame(data, columns=self.preprocessor.feature_columns[: data.shape[1]])
             return ArrayData(x=data, y=None)
         if isinstance(data, dict):
             return pd.DataFrame(data)

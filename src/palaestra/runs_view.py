@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from palaestra.artifacts import read_json
-from palaestra.config import build_config
+from palaestra.config import build_config, flatten
 from palaestra.errors import ArtifactError, UserError
 from palaestra.formatting import format_duration
 from palaestra.index import RunIndex, read_state, run_name
@@ -37,16 +37,6 @@ def short_path(path: str | Path, width: int = 48, relative: bool = True) -> str:
         if home not in ("/", "") and text.startswith(home + os.sep):
             text = "~" + text[len(home):]
     return text if len(text) <= width else "…" + text[-(width - 1):]
-
-
-def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    """``{"optimizer": {"lr": 0.1}}`` -> ``{"optimizer.lr": 0.1}`` (lists stay values)."""
-    if not isinstance(tree, dict):
-        return {prefix: tree}
-    out: dict[str, Any] = {}
-    for k, v in tree.items():
-        out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-    return out
 
 
 def key_metric(metrics: dict[str, Any]) -> str:

@@ -167,3 +167,5 @@ def test_families_declare_their_defaults_and_explicit_settings_win():
     resolved = resolve_config(load_config({"model": {"family": "gan"}, "optimizer": {"lr": 0.001}}), gan)
     assert resolved.optimizer.name == "adam" and resolved.optimizer.lr == 0.001  # the user's lr, the GAN's optimizer
     assert resolved.train.early_stopping is None
+    own_stop = resolve_config(load_config({"model": {"family": "gan"}, "train": {"early_stopping": {"patience": 5}}}), gan)
+    assert own_stop.train.early_stopping.patience == 5  # part of a section set: the section is the user's

@@ -20,6 +20,8 @@ import numpy as np
 import pandas as pd
 
 from palaestra.data.features import (
+    INPUT_TYPES,
+    OUTPUT_TYPES,
     ArrayFeature,
     CategoryOutput,
     FitOptions,
@@ -211,8 +213,6 @@ class FeaturePreprocessor:
             dropped: dict[str, str] | None = None, embedding_dim: int | None = None) -> FeaturePreprocessor:
         """Fit on the training rows ``raw``. ``types``: input name -> feature type (``image``/``vector``/
         ``sequence`` for an array); ``outputs``: target name -> ``category`` | ``number``."""
-        from palaestra.data.features import INPUT_TYPES, OUTPUT_TYPES
-
         inputs: list[InputFeature] = []
         for name, kind in types.items():
             if kind in ("image", "vector", "sequence"):

@@ -63,10 +63,6 @@ class ArrayFeature(InputFeature):
         super().__init__(name)
         self.layout, self.shape, self.mean, self.std, self.channels_last = layout, shape, mean, std, channels_last
 
-    @property
-    def type_name(self) -> str:
-        return self.layout
-
     # -- shapes --------------------------------------------------------------------------------------------
 
     def standard(self, x: Any) -> np.ndarray:
