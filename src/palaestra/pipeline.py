@@ -325,6 +325,9 @@ def _open_run_dir(out, resume, config: Config, spec: FeatureSpec, target: Any, s
     """The run directory (claimed, or reopened to resume) and the checkpoint function; None/None without one."""
     run_dir = Path(out) if out is not None else None
     ckpt_dir = run_dir / "checkpoints" if run_dir else None
+    if dist is not None and resume is not None:
+        # Every rank reads the checkpoint only once all have arrived: none may still be writing the last one.
+        dist.barrier()
     if dist is not None and not dist.is_main:
         # Only rank 0 writes; on --resume every rank loads the same checkpoint (rank 0 below).
         if resume is not None and has_checkpoint(ckpt_dir):

@@ -31,6 +31,10 @@ class DistContext:
     def is_main(self) -> bool:
         return self.rank == 0
 
+    def barrier(self) -> None:
+        """Wait until every rank reaches this point."""
+        dist.barrier()
+
     def local_metrics(self, metrics):
         """``metrics`` (a ``MetricSet``) computed from this rank's updates only. Every rank evaluates the whole
         validation and test sets, so torchmetrics' default gathering of all ranks' states at ``compute`` would
