@@ -20,7 +20,7 @@ PACKAGE = SRC / "palaestra"
 # <- CLI; config, errors, artifacts and the hook names sit below everything; the run directory above evaluation).
 LAYERS = [
     {"palaestra.errors", "palaestra.hooks", "palaestra.formatting"},
-    {"palaestra.config", "palaestra.artifacts"},
+    {"palaestra.config", "palaestra.artifacts", "palaestra.pretrained"},
     {"palaestra.data"},
     {"palaestra.models"},
     {"palaestra.training", "palaestra.resources"},

@@ -91,6 +91,9 @@ class DataConfig(_Section):
     max_length: int = Field(128, ge=2, le=MAX_SIZE)  # text: tokens per text (classification) or context length (language model)
     text_column: str | None = None  # shorthand for features: {COLUMN: {type: text}}
     max_vocab: int = Field(20000, ge=2, le=MAX_SIZE)  # text features: most frequent training words kept
+    # How text features are cut into tokens: `words` (our own vocabulary, fitted on train) or `minilm` (the
+    # pretrained encoder's WordPiece tokenizer). None: `minilm` when model.text_encoder is minilm, else `words`.
+    tokenizer: Literal["words", "minilm"] | None = None
 
     @field_validator("features", mode="before")
     @classmethod
@@ -139,7 +142,13 @@ class ModelConfig(_Section):
     # Tables: how the input features are merged (concat -> MLP, or a transformer over one token per feature)
     # and how text columns are read (auto: the family when it is a sequence family, else bag).
     combiner: Literal["concat", "transformer"] = "concat"
-    text_encoder: Literal["auto", "bag", "gru", "lstm", "rnn", "transformer"] = "auto"
+    text_encoder: Literal["auto", "bag", "gru", "lstm", "rnn", "transformer", "minilm"] = "auto"
+    # `minilm` (the pretrained sentence encoder of the `text` extra): `frozen` (its embedding of each text is
+    # computed once and cached) or `finetune` (its top `text_finetune_layers` layers train too, at the learning
+    # rate times `text_lr_scale`).
+    text_mode: Literal["frozen", "finetune"] = "frozen"
+    text_finetune_layers: int = Field(2, ge=1, le=MAX_LAYERS)
+    text_lr_scale: float = Field(0.01, gt=0, le=1)
     # Recurrent and attention families (rnn, lstm, gru, transformer) and the GAN.
     layers: int = Field(2, ge=1, le=MAX_LAYERS)  # stacked recurrent layers / transformer blocks
     hidden_size: int = Field(128, ge=1, le=MAX_SIZE)  # recurrent state width

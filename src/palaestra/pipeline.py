@@ -197,7 +197,7 @@ def build_parts(config: Config, data: PreparedData, device: torch.device, dist) 
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     loss_fn = build_loss(config.loss, data.spec, data.train.target).to(device)
-    optimizer = build_optimizer(model.parameters(), config.optimizer)
+    optimizer = build_optimizer(model, config.optimizer)
     train_b, val_b, test_b = _batchers(config, data, device, dist.rank if dist else 0, dist.world_size if dist else 1)
     monitor, mode = _monitor(config, val_b is not None)
     schedule = Schedule(config.schedule, optimizer, config.optimizer.lr, config.train.epochs, len(train_b), mode=mode)

@@ -164,7 +164,7 @@ def _prepare(cfg: DataConfig, raw: Any, seed: int, notices: list[str], targets: 
         if len(np.unique(strat)) < 2:
             raise DataError(f"target '{strat_name}' has only one class ({strat[0]!r}): nothing to learn")
     tr, va, te = split_override if split_override is not None else _split(cfg, raw, n, strat, seed)
-    options = FitOptions(cfg.embedding_threshold, cfg.max_length, cfg.max_vocab)
+    options = FitOptions(cfg.embedding_threshold, cfg.max_length, cfg.max_vocab, cfg.tokenizer or "words")
     pre = FeaturePreprocessor.fit(_rows(raw, tr), types, outputs, options, dropped, embedding_dim)
     if isinstance(raw, pd.DataFrame):
         notices.append("feature types: " + "; ".join(pre.describe()) + " (override with data.features)")

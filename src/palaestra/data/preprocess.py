@@ -188,7 +188,8 @@ class FeaturePreprocessor:
         for f in self.embedded:
             card = f.cardinality
             embeddings.append((card, self.embedding_dim or min(16, (card + 1) // 2)))
-        texts = [{"name": f.name, "vocab_size": f.vocab_size, "max_length": f.max_length} for f in self.texts]
+        texts = [{"name": f.name, "vocab_size": f.vocab_size, "max_length": f.max_length, "tokenizer": f.tokenizer,
+                  **({"weights_sha256": f.weights_sha256} if f.weights_sha256 else {})} for f in self.texts]
         return FeatureSpec(kind="table", n_numeric=sum(len(f.columns()) for f in self.dense), embeddings=embeddings,
                            texts=texts, **common)
 

@@ -23,7 +23,8 @@ class FeatureSpec:
     input_names: the order of the tensors passed to ``model.forward(*inputs)``.
     outputs: one entry per target, in the order of the output columns: ``{"name", "task", "width"}``
     (classification targets add ``classes``). ``n_outputs`` is their total width.
-    texts: one entry per text column of a table: ``{"name", "vocab_size", "max_length"}``.
+    texts: one entry per text column of a table: ``{"name", "vocab_size", "max_length", "tokenizer"}`` (and,
+        with the pretrained tokenizer, ``weights_sha256``: the encoder weights the run starts from).
     """
 
     kind: str

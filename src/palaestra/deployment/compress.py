@@ -66,7 +66,7 @@ def finetune(run: Run, model: nn.Module, epochs: int) -> None:
     cfg = run.config
     data = prepare_data(resolve_layout(cfg), cfg.seed, embedding_dim=cfg.model.embedding_dim)
     loss_fn = build_loss(cfg.loss, run.spec, data.train.target)
-    optimizer = build_optimizer(model.parameters(), cfg.optimizer)
+    optimizer = build_optimizer(model, cfg.optimizer)
     batcher = TensorBatcher(data.train.tensors, cfg.train.batch_size, shuffle=True, seed=cfg.seed)
     schedule = Schedule(ScheduleConfig(), optimizer, cfg.optimizer.lr, epochs, len(batcher))
     state = TrainState(model, optimizer, schedule, batcher, monitor="train_loss")

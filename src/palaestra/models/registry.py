@@ -62,8 +62,11 @@ def register(name: str, kinds: tuple[str, ...], default_for: tuple[str, ...] = (
 
 
 def resolve_layout(config: Config) -> DataConfig:
-    """The data config as the chosen family declares it needs (``arrays_as``, ``task``); explicit settings win."""
+    """The data config as the chosen family declares it needs (``arrays_as``, ``task``) and the text encoder
+    reads (its own tokenizer); explicit settings win."""
     data, family = config.data, FAMILIES.get(config.model.family)
+    if data.tokenizer is None:
+        data = data.model_copy(update={"tokenizer": "minilm" if config.model.text_encoder == "minilm" else "words"})
     if family is None:
         return data
     if data.sequence is None and family.arrays_as is not None:

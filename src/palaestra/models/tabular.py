@@ -25,7 +25,7 @@ class TabularModel(nn.Module):
     def __init__(self, spec: FeatureSpec, cfg: ModelConfig, text_encoder: str):
         super().__init__()
         self.embeddings = nn.ModuleList(nn.Embedding(card, dim) for card, dim in spec.embeddings)
-        self.texts = nn.ModuleList(build_text_encoder(text_encoder, t["vocab_size"], t["max_length"], cfg)
+        self.texts = nn.ModuleList(build_text_encoder(text_encoder, t, cfg)
                                    for t in spec.texts)
         n_in = spec.n_numeric + sum(dim for _, dim in spec.embeddings) + sum(t.width for t in self.texts)
         self.body, width = dense_stack(n_in, cfg.hidden, cfg.activation, cfg.dropout)
@@ -49,7 +49,7 @@ class FeatureTokenizer(nn.Module):
         self.weight = nn.Parameter(torch.randn(spec.n_numeric, d) * 0.02)
         self.bias = nn.Parameter(torch.zeros(spec.n_numeric, d))
         self.embeddings = nn.ModuleList(nn.Embedding(card, d) for card, _ in spec.embeddings)
-        self.texts = nn.ModuleList(build_text_encoder(text_encoder, t["vocab_size"], t["max_length"], cfg)
+        self.texts = nn.ModuleList(build_text_encoder(text_encoder, t, cfg)
                                    for t in spec.texts)
         self.text_proj = nn.ModuleList(nn.Linear(t.width, d) for t in self.texts)
 

@@ -2,7 +2,8 @@
 
 ``bag``: the mean of the words' embeddings (fastText-like; fast, strong on little data). ``gru``/``lstm``/
 ``rnn``: the final state of a recurrent network over the packed sequence. ``transformer``: self-attention
-with sinusoidal positions and masked mean pooling.
+with sinusoidal positions and masked mean pooling. ``minilm``: the pretrained sentence encoder
+(``pretrained_text.py``, the ``text`` extra).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from palaestra.errors import ConfigError
 from palaestra.models.positions import sinusoidal_positions
 from palaestra.models.recurrent import RECURRENT, final_state
 
-TEXT_ENCODERS = ("bag", "gru", "lstm", "rnn", "transformer")
+TEXT_ENCODERS = ("bag", "gru", "lstm", "rnn", "transformer", "minilm")
 
 
 def _mask(ids: torch.Tensor) -> torch.Tensor:
@@ -71,8 +72,17 @@ class TransformerTextEncoder(nn.Module):
         return (h * weight).sum(1) / weight.sum(1).clamp(min=1.0)
 
 
-def build_text_encoder(name: str, vocab_size: int, max_length: int, cfg: ModelConfig) -> nn.Module:
-    """The encoder ``model.text_encoder`` names, sized by the model config (``embedding_dim``, ``hidden_size``...)."""
+def build_text_encoder(name: str, text: dict, cfg: ModelConfig) -> nn.Module:
+    """The encoder ``model.text_encoder`` names for the text feature ``text`` (its spec entry), sized by the
+    model config (``embedding_dim``, ``hidden_size``...)."""
+    if name == "minilm":  # the `text` extra, imported when asked for
+        from palaestra.models.pretrained_text import MiniLMEncoder
+
+        return MiniLMEncoder(text, cfg.text_mode, cfg.text_finetune_layers, cfg.text_lr_scale)
+    if text.get("tokenizer", "words") != "words":
+        raise ConfigError(f"text column '{text['name']}' was cut into {text['tokenizer']} tokens, which only "
+                          f"model.text_encoder {text['tokenizer']} reads")
+    vocab_size, max_length = text["vocab_size"], text["max_length"]
     dim = cfg.embedding_dim or 64  # measured: 64 beat 32 on a mixed table with a text column (issue 13 note)
     if name == "bag":
         return BagEncoder(vocab_size, dim)

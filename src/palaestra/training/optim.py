@@ -11,18 +11,38 @@ from palaestra.config import OptimizerConfig, ScheduleConfig
 from palaestra.errors import ConfigError
 
 
-def build_optimizer(params: Iterable[nn.Parameter], cfg: OptimizerConfig) -> torch.optim.Optimizer:
-    """SGD (momentum, Nesterov), Adam, AdamW or RMSprop, with weight decay.
+def parameter_groups(model: nn.Module, lr: float) -> list[dict]:
+    """The trainable parameters of ``model`` in groups by learning rate: a module with an ``lr_scale``
+    attribute (a fine-tuned pretrained encoder) trains at ``lr * lr_scale``; the rest, first, at ``lr``."""
+    scales: dict[int, float] = {}
+    for module in model.modules():
+        if isinstance(getattr(module, "lr_scale", None), float):
+            scales.update({id(p): module.lr_scale for p in module.parameters()})
+    groups: dict[float, list[nn.Parameter]] = {1.0: []}
+    for p in model.parameters():
+        if p.requires_grad:
+            groups.setdefault(scales.get(id(p), 1.0), []).append(p)
+    return [{"params": ps, "lr": lr * scale, "lr_scale": scale} for scale, ps in groups.items() if ps or scale == 1.0]
+
+
+def build_optimizer(params: Iterable[nn.Parameter] | nn.Module, cfg: OptimizerConfig) -> torch.optim.Optimizer:
+    """SGD (momentum, Nesterov), Adam, AdamW or RMSprop, with weight decay; given a model, its parameters in
+    the groups ``parameter_groups`` makes.
 
     >>> opt = build_optimizer([nn.Parameter(torch.zeros(2))], OptimizerConfig(name="sgd", lr=0.1, momentum=0.9))
     >>> type(opt).__name__, opt.param_groups[0]["momentum"]
     ('SGD', 0.9)
     """
-    params = [p for p in params if p.requires_grad]
+    if isinstance(params, nn.Module):
+        groups = parameter_groups(params, cfg.lr)
+        flat = [p for g in groups for p in g["params"]]
+        params = groups if len(groups) > 1 else flat
+    else:
+        params = flat = [p for p in params if p.requires_grad]
     wd = cfg.weight_decay
     if cfg.fused and cfg.name == "rmsprop":
         raise ConfigError("optimizer.fused is available for sgd, adam and adamw, not rmsprop")
-    fused = {"fused": True} if use_fused(cfg, params) else {}
+    fused = {"fused": True} if use_fused(cfg, flat) else {}
     if cfg.name == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
                                weight_decay=wd, **fused)
@@ -66,8 +86,10 @@ class Schedule:
         elif cfg.name == "cosine":
             self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=cfg.min_lr)
         elif cfg.name == "onecycle":
+            peak = cfg.max_lr or 10 * lr  # each group keeps its own share of it (a fine-tuned encoder's lr_scale)
             self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
-                optimizer, max_lr=cfg.max_lr or 10 * lr, total_steps=max(1, epochs * steps_per_epoch))
+                optimizer, max_lr=[peak * g.get("lr_scale", 1.0) for g in optimizer.param_groups],
+                total_steps=max(1, epochs * steps_per_epoch))
         elif cfg.name == "plateau":
             self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
                 optimizer, mode=mode, factor=cfg.factor, patience=cfg.patience, min_lr=cfg.min_lr)

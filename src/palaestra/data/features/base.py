@@ -98,6 +98,7 @@ class FitOptions:
     embedding_threshold: int = 16
     max_length: int = 128
     max_vocab: int = 20000
+    tokenizer: str = "words"  # text: `words` or `minilm` (the pretrained encoder's WordPiece)
 
 
 class Fitted:

@@ -92,8 +92,8 @@ class DatetimeFeature(InputFeature):
         t = parse_times(series)
         years = _years(t)
         missing = np.isnan(years)
-        fill_time = pd.Timestamp(int(self.fill * 1e9 * 86400 * DAYS_PER_YEAR))
-        t = t.fillna(fill_time)
+        fill_time = pd.Timestamp(int(self.fill * 1e9 * 86400 * DAYS_PER_YEAR), tz=t.dt.tz)
+        t = t.fillna(fill_time.as_unit(t.dt.unit))
         cols = [(np.where(missing, self.fill, years) - self.mean) / self.std]
         for part, period in CYCLES + (TIME_CYCLES if self.time_of_day else ()):
             value = getattr(t.dt, part).to_numpy(np.float64)

@@ -1,6 +1,11 @@
-"""``text``: running text. Lower-cased word tokens; a vocabulary of the ``data.max_vocab`` most frequent
-training words (id 0 is padding, 1 an unknown word); each text truncated or padded to ``data.max_length``
-tokens. The model reads the ids with the encoder ``model.text_encoder`` names (bag, gru, transformer)."""
+"""``text``: running text, as token ids padded with 0 to a fixed length (the 95th percentile of the training
+texts' lengths, at most ``data.max_length``).
+
+Two tokenizers (``data.tokenizer``): ``words``, lower-cased word tokens and a vocabulary of the
+``data.max_vocab`` most frequent training words (id 1 is an unknown word); or ``minilm``, the WordPiece
+tokenizer of the pretrained MiniLM encoder (its own vocabulary, [CLS] ... [SEP]; the tokenizer file's sha256
+is part of the fitted state). The model reads the ids with the encoder ``model.text_encoder`` names.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from palaestra import pretrained
 from palaestra.data.features.base import FitOptions, InputFeature, is_missing
 
 PAD, UNKNOWN = 0, 1
@@ -39,10 +45,14 @@ class TextFeature(InputFeature):
     type = "text"
     slot = "own"
 
-    def __init__(self, name: str, vocab: list[str], max_length: int):
+    def __init__(self, name: str, vocab: list[str], max_length: int, tokenizer: str = "words",
+                 tokenizer_sha256: str | None = None, weights_sha256: str | None = None):
         super().__init__(name)
         self.vocab, self.max_length = vocab, max_length
+        # With the pretrained tokenizer: the sha256 of its file and of the encoder weights it belongs with.
+        self.tokenizer, self.tokenizer_sha256, self.weights_sha256 = tokenizer, tokenizer_sha256, weights_sha256
         self._ids = {w: i + 2 for i, w in enumerate(vocab)}
+        self._wordpiece = pretrained.load_tokenizer(tokenizer_sha256) if tokenizer == pretrained.MINILM else None
 
     @classmethod
     def looks_like(cls, series: pd.Series) -> bool:
@@ -54,29 +64,55 @@ class TextFeature(InputFeature):
 
     @classmethod
     def fit(cls, name: str, series: pd.Series, options: FitOptions) -> TextFeature:
-        texts = series.where(~is_missing(series), "").astype(str)
-        counts = Counter(w for t in texts for w in tokenize(t))
-        vocab = [w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[: options.max_vocab]]
+        texts = _texts(series)
+        if options.tokenizer == pretrained.MINILM:
+            sha = pretrained.file_sha256(pretrained.verified("tokenizer.json", None))
+            weights = pretrained.file_sha256(pretrained.verified("model.safetensors", None))
+            tokens = [e.ids for e in pretrained.load_tokenizer(sha).encode_batch(texts)]
+            cap, vocab = min(options.max_length, pretrained.MAX_POSITIONS), []
+        else:
+            sha, weights, tokens = None, None, [tokenize(t) for t in texts]
+            counts = Counter(w for t in tokens for w in t)
+            vocab = [w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[: options.max_vocab]]
+            cap = options.max_length
         # As long as the training texts need (their 95th percentile), at most data.max_length.
-        lengths = np.array([len(tokenize(t)) for t in texts]) if len(texts) else np.ones(1)
-        length = int(min(options.max_length, max(1, np.ceil(np.quantile(lengths, 0.95)))))
-        return cls(name, vocab, length)
+        lengths = np.array([len(t) for t in tokens]) if tokens else np.ones(1)
+        length = int(min(cap, max(1, np.ceil(np.quantile(lengths, 0.95)))))
+        return cls(name, vocab, length, options.tokenizer, sha, weights)
 
     @property
     def vocab_size(self) -> int:
+        if self._wordpiece is not None:
+            return self._wordpiece.get_vocab_size()
         return len(self.vocab) + 2
 
     def transform(self, series: pd.Series) -> np.ndarray:
-        """``(N, max_length)`` int64 ids; an empty or missing text is one unknown token."""
-        texts = series.where(~is_missing(series), "").astype(str)
+        """``(N, max_length)`` int64 ids; with words, an empty or missing text is one unknown token."""
+        texts = _texts(series)
         ids = np.zeros((len(texts), self.max_length), np.int64)
+        if self._wordpiece is not None:
+            for row, encoding in enumerate(self._wordpiece.encode_batch(texts)):
+                tokens = encoding.ids
+                if len(tokens) > self.max_length:  # cut, keeping the closing [SEP] the encoder was trained with
+                    tokens = tokens[: self.max_length - 1] + tokens[-1:]
+                ids[row, : len(tokens)] = tokens
+            return ids
         for row, text in enumerate(texts):
             tokens = [self._ids.get(w, UNKNOWN) for w in tokenize(text)[: self.max_length]] or [UNKNOWN]
             ids[row, : len(tokens)] = tokens
         return ids
 
     def describe(self) -> str:
+        if self._wordpiece is not None:
+            return f"text (MiniLM WordPiece, up to {self.max_length} tokens)"
         return f"text ({len(self.vocab)} words, up to {self.max_length} tokens)"
 
     def state(self) -> dict[str, Any]:
+        if self._wordpiece is not None:
+            return {"vocab": [], "max_length": self.max_length, "tokenizer": self.tokenizer,
+                    "tokenizer_sha256": self.tokenizer_sha256, "weights_sha256": self.weights_sha256}
         return {"vocab": self.vocab, "max_length": self.max_length}
+
+
+def _texts(series: pd.Series) -> list[str]:
+    return series.where(~is_missing(series), "").astype(str).tolist()
