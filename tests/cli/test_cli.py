@@ -98,7 +98,7 @@ def test_evaluate_without_json_prints_a_table(penguins_run, tmp_path):
 def test_datasets_lists_the_built_ins():
     r = cli("datasets")
     assert r.returncode == 0, r.stderr
-    for name in ("penguins", "iris", "digits", "diabetes", "mnist1d", "sunspots"):  # one registry lists them all
+    for name in ("penguins", "iris", "digits", "diabetes", "mnist1d", "sunspots", "pydocs"):  # one registry lists them all
         assert name in r.stdout
 
 

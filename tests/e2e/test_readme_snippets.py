@@ -40,9 +40,11 @@ SKIPPED = {
     f"{PALAESTRA} tune --data penguins --trials 20 --sampler tpe --pruner hyperband --out studies/penguins":
         "20 full trainings; tuning is covered by tests/tuning",
     f"{PALAESTRA} train studies/penguins/best.yaml": "needs the study above",
+    f"{PALAESTRA} train --data pydocs --set model.text_encoder=minilm":
+        "covered by tests/models/test_pretrained_text.py and the pretrained_vs_random example",
     **{f".venv/bin/python examples/{name}.py": "tests/examples runs every example (with --quick)"
        for name in ("guess_the_number", "separate_two_classes", "which_bird", "backprop_by_hand",
-                    "minibatch_and_epoch")},
+                    "minibatch_and_epoch", "pretrained_vs_random")},
 }
 # What is run, by how each command begins: the command itself is taken from the README, as written.
 RUN = {

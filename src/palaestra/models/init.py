@@ -20,7 +20,11 @@ def initialize(model: nn.Module, cfg: ModelConfig) -> None:
         return
     if cfg.init == "default":
         return  # PyTorch's own per-layer defaults
+    # A pretrained part (a module with ``pretrained = True``) keeps the weights it was built with.
+    pretrained = {id(m) for part in model.modules() if getattr(part, "pretrained", False) for m in part.modules()}
     for module in model.modules():
+        if id(module) in pretrained:
+            continue
         if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
             w = module.weight
             if cfg.init == "kaiming":

@@ -53,6 +53,8 @@ def load_minilm(weights_sha256: str | None) -> nn.Module:
 class MiniLMEncoder(nn.Module):
     """WordPiece ids ``(B, L)`` (0 = padding) -> ``(B, 384)`` sentence embeddings (times sqrt(384))."""
 
+    pretrained = True  # model.init leaves its weights as they are
+
     def __init__(self, text: dict, mode: str = "frozen", finetune_layers: int = 2, lr_scale: float = 0.01):
         super().__init__()
         if text.get("tokenizer") != pretrained.MINILM:
