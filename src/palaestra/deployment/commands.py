@@ -66,7 +66,7 @@ def _compress_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=bounded_int(1, 1_000_000, "a repeat count"), default=200, help="timed calls per latency figure (median; default 200)")
 
 
-@command("serve", help="serve a run over HTTP: /predict, /health, /metrics, /openapi.json")
+@command("serve", help="serve a run over HTTP: /predict, KServe v2 (/v2/...), MLflow (/invocations), /health, /metrics")
 def cmd_serve(args: argparse.Namespace) -> int:
     import logging
 
@@ -94,7 +94,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     serve(run, args.host, args.port, backend=args.backend, token=token, max_body_bytes=args.max_body_bytes,
           max_rows=args.max_rows, timeout=args.timeout, prediction_log=plog, protect_all=args.protect_all,
           header_timeout=args.header_timeout, body_timeout=args.header_timeout * 3,
-          max_connections=args.max_connections)
+          max_connections=args.max_connections, model_name=args.model_name)
     return 0
 
 
@@ -104,7 +104,9 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=port, default=8000)
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch")
-    p.add_argument("--token-env", metavar="VAR", help="require 'Authorization: Bearer $VAR' on /predict "
+    p.add_argument("--model-name", metavar="NAME", help="the model's name in the Open Inference Protocol's "
+                                                        "/v2/models/NAME (default: the run's name, as `palaestra runs` lists it)")
+    p.add_argument("--token-env", metavar="VAR", help="require 'Authorization: Bearer $VAR' on the prediction endpoints (/predict, /invocations, /v2/.../infer) "
                                                       "(and, with --protect-all, on every endpoint but /health)")
     p.add_argument("--protect-all", action="store_true",
                    help="with --token-env: also require the token on /metrics, /docs and /openapi.json "

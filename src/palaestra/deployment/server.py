@@ -27,19 +27,24 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, create_model
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from palaestra.artifacts import read_json
 from palaestra.data.features import BinaryFeature, CategoryFeature, NumericFeature
+from palaestra.data.spec import Decoded
+from palaestra.deployment import invocations, oip
 from palaestra.deployment.export import OnnxRunner, TorchRunner, export
 from palaestra.deployment.monitoring import Metrics, PredictionLog, environment_warnings
 from palaestra.errors import ArtifactError, UserError, redact_logs
-from palaestra.runs import Run, finite_outputs
+from palaestra.runs import Run, finite_outputs, run_name
 
 log = logging.getLogger("palaestra.serve")
-ENDPOINTS = ("/predict", "/health", "/metrics", "/openapi.json", "/docs")
-# With a token: /predict always needs it; with protect_all, every endpoint but /health does (/metrics shows the
-# prediction and input distributions, /docs and /openapi.json the input schema and the training categories).
-OPEN_ENDPOINTS = ("/health",)
+ENDPOINTS = ("/predict", "/invocations", "/v2/infer", "/v2/models", "/v2/health", "/health", "/ping", "/metrics",
+             "/openapi.json", "/docs")
+# With a token: the prediction endpoints (/predict, /invocations, /v2/models/NAME/infer) always need it; with
+# protect_all, every endpoint but the health probes does (/metrics shows the prediction and input
+# distributions, /docs, /openapi.json and /v2/models/NAME the input schema and the training categories).
+OPEN_ENDPOINTS = ("/health", "/ping", "/v2/health/live", "/v2/health/ready")
 MAX_BODY_BYTES = 1 << 20
 MAX_ROWS = 10_000
 # Slow clients: a request's headers must arrive within HEADER_TIMEOUT seconds of the connection (or of the last
@@ -84,20 +89,27 @@ class Predictor:
     def inputs(self, raw: pd.DataFrame | np.ndarray) -> tuple[np.ndarray, ...]:
         return tuple(self.pre.inputs(raw))
 
-    def predict(self, inputs: tuple[np.ndarray, ...]) -> tuple[list[Any], list[dict[str, Any]] | None]:
+    def decode(self, inputs: tuple[np.ndarray, ...]) -> list[Decoded]:
         # The same decoding as Run.predict (the preprocessor's one path from outputs to answers).
-        decoded = self.pre.decode(finite_outputs(self.runner(inputs)))  # NaN/inf: 422
-        answers = [([_plain(v) for v in d.predictions],
-                    None if d.probabilities is None else
-                    [dict(zip([str(c) for c in d.classes or []], map(float, p), strict=True)) for p in d.probabilities])
-                   for d in decoded]
-        if len(decoded) == 1:
-            return answers[0]
-        n = len(answers[0][0])
-        predictions = [{d.name: a[0][i] for d, a in zip(decoded, answers, strict=True)} for i in range(n)]
-        probabilities = [{d.name: a[1][i] for d, a in zip(decoded, answers, strict=True) if a[1] is not None}
-                         for i in range(n)]
-        return predictions, probabilities if any(probabilities) else None
+        return self.pre.decode(finite_outputs(self.runner(inputs)))  # NaN/inf: 4xx
+
+    def predict(self, inputs: tuple[np.ndarray, ...]) -> tuple[list[Any], list[dict[str, Any]] | None]:
+        return answers(self.decode(inputs))
+
+
+def answers(decoded: list[Decoded]) -> tuple[list[Any], list[dict[str, Any]] | None]:
+    """Decoded targets -> /predict's JSON: predictions, and {class: p} per row (None for regression)."""
+    per_target = [([_plain(v) for v in d.predictions],
+                   None if d.probabilities is None else
+                   [dict(zip([str(c) for c in d.classes or []], map(float, p), strict=True)) for p in d.probabilities])
+                  for d in decoded]
+    if len(decoded) == 1:
+        return per_target[0]
+    n = len(per_target[0][0])
+    predictions = [{d.name: a[0][i] for d, a in zip(decoded, per_target, strict=True)} for i in range(n)]
+    probabilities = [{d.name: a[1][i] for d, a in zip(decoded, per_target, strict=True) if a[1] is not None}
+                     for i in range(n)]
+    return predictions, probabilities if any(probabilities) else None
 
 
 def _plain(v: Any) -> Any:
@@ -166,8 +178,9 @@ class Guard:
         self.body_timeout = body_timeout
 
     def protected(self, path: str) -> bool:
-        """Whether ``path`` needs the token: /predict always; with protect_all, everything but /health."""
-        return path == "/predict" or (self.protect_all and path not in OPEN_ENDPOINTS)
+        """Whether ``path`` needs the token: a prediction endpoint always; with protect_all, everything but
+        the health probes."""
+        return endpoint_label(path) in PREDICTING or (self.protect_all and path not in OPEN_ENDPOINTS)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -205,8 +218,7 @@ class Guard:
                 receive = _replay(bytes(body), receive)
             await self.app(scope, receive, send_status)
         finally:
-            endpoint = path if path in ENDPOINTS else "other"  # bounded label values, whatever clients send
-            self.metrics.observe_request(endpoint, status[0], time.perf_counter() - started)
+            self.metrics.observe_request(endpoint_label(path), status[0], time.perf_counter() - started)
 
 
     async def _read_body(self, receive) -> bytearray | None:
@@ -220,6 +232,37 @@ class Guard:
             if len(body) > self.max_body:
                 break
         return body
+
+
+PREDICTING = ("/predict", "/invocations", "/v2/infer")
+
+
+def endpoint_label(path: str) -> str:
+    """The endpoint a path is counted under: bounded label values, whatever paths clients send (the model name
+    in /v2/models/NAME/... is the client's)."""
+    if path.startswith("/v2/models/"):
+        return "/v2/infer" if path.endswith("/infer") else "/v2/models"
+    if path.startswith("/v2/health/"):
+        return "/v2/health"
+    return path if path in ENDPOINTS else "other"
+
+
+def protocol_of(path: str) -> str | None:
+    """``oip`` for the Open Inference Protocol's paths, ``mlflow`` for /invocations, None for our own."""
+    if path == "/v2" or path.startswith("/v2/"):
+        return "oip"
+    return "mlflow" if path == "/invocations" else None
+
+
+def error_body(path: str, message: str) -> dict[str, Any]:
+    """An error in the shape the path's protocol gives it: the Open Inference Protocol's ``{"error"}`` under
+    /v2, MLflow's ``{"error_code", "message"}`` at /invocations, FastAPI's ``{"detail"}`` elsewhere."""
+    protocol = protocol_of(path)
+    if protocol == "oip":
+        return oip.error(message)
+    if protocol == "mlflow":
+        return invocations.error(message)
+    return {"detail": message}
 
 
 def _replay(body: bytes, receive):
@@ -236,19 +279,65 @@ def _replay(body: bytes, receive):
 
 
 async def _reply(scope, send, status: int, detail: str, headers: list[tuple[bytes, bytes]] = ()) -> None:
-    response = JSONResponse({"detail": detail}, status_code=status, headers={k.decode(): v.decode() for k, v in headers})
+    response = JSONResponse(error_body(scope["path"], detail), status_code=status,
+                            headers={k.decode(): v.decode() for k, v in headers})
     await response(scope, None, send)
 
 
 # --- the app ---------------------------------------------------------------------------------------------------
 
 
+class Serving:
+    """What every protocol's endpoint shares: raw rows (a frame) or arrays -> decoded predictions, computed in
+    the worker pool under the time limit, counted in the metrics and drift, and written to the prediction log.
+
+    Raises ``UserError`` for values the preprocessing or the model cannot use, and ``TimeoutError`` past the
+    limit; each protocol turns them into its own 4xx/503 shape.
+    """
+
+    def __init__(self, run: Run, predictor: Predictor, metrics: Metrics, timeout: float, max_rows: int,
+                 prediction_log: PredictionLog | None, name: str, backend: str):
+        self.run, self.predictor, self.metrics, self.timeout = run, predictor, metrics, timeout
+        self.max_rows, self.prediction_log, self.name, self.backend = max_rows, prediction_log, name, backend
+        self.pre = run.preprocessor
+        self.tables = takes_rows(run)
+        self.executor = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="predict")
+
+    def work(self, build: Any, logged: Any = None) -> tuple[list[Decoded], tuple[list, Any]]:
+        """Synchronously: (decoded targets, /predict's (predictions, probabilities)). ``build``: a function
+        returning the raw frame or array (called here, in the worker, not on the event loop). ``logged``: the
+        rows as the prediction log records them (default: the frame's records, or the arrays as lists)."""
+        raw = build()
+        inputs = self.predictor.inputs(raw)
+        decoded = self.predictor.decode(inputs)
+        predictions, probabilities = answers(decoded)
+        self.metrics.observe_predictions(predictions)
+        if isinstance(raw, pd.DataFrame):
+            self.metrics.drift.observe_rows(raw)
+        elif inputs[0].ndim >= 2 and np.issubdtype(inputs[0].dtype, np.floating):
+            self.metrics.drift.observe_standardized(inputs[0])
+        if self.prediction_log is not None:
+            if logged is None:
+                logged = raw.to_dict("records") if isinstance(raw, pd.DataFrame) else np.asarray(raw).tolist()
+            self.prediction_log.write(logged, predictions, probabilities)
+        return decoded, (predictions, probabilities)
+
+    async def __call__(self, build: Any, logged: Any = None) -> tuple[list[Decoded], tuple[list, Any]]:
+        loop = asyncio.get_running_loop()
+        try:
+            return await asyncio.wait_for(loop.run_in_executor(self.executor, self.work, build, logged), self.timeout)
+        except asyncio.TimeoutError:  # (an alias of TimeoutError only from Python 3.11)
+            raise TimeoutError(f"prediction took longer than {self.timeout:g} s") from None
+
+
 def build_app(run: Run, backend: Literal["torch", "onnx"] = "torch", token: str | None = None,
               max_body_bytes: int = MAX_BODY_BYTES, max_rows: int = MAX_ROWS, timeout: float = 30.0,
               prediction_log: PredictionLog | None = None, protect_all: bool = False,
-              body_timeout: float = BODY_TIMEOUT) -> FastAPI:
-    """The FastAPI app serving ``run``. ``token``: required as ``Authorization: Bearer TOKEN`` on /predict,
-    and with ``protect_all`` on every endpoint but /health (/metrics, /docs, /openapi.json too)."""
+              body_timeout: float = BODY_TIMEOUT, model_name: str | None = None) -> FastAPI:
+    """The FastAPI app serving ``run``: /predict, the Open Inference Protocol under /v2 (the model named
+    ``model_name``, by default the run's name) and MLflow's /invocations. ``token``: required as
+    ``Authorization: Bearer TOKEN`` on the prediction endpoints, and with ``protect_all`` on every endpoint but
+    the health probes (/metrics, /docs, /openapi.json and the model metadata too)."""
     predictor = Predictor(run, backend)
     metrics = Metrics(run.preprocessor, run.spec.task)
     warnings = []
@@ -259,15 +348,21 @@ def build_app(run: Run, backend: Literal["torch", "onnx"] = "torch", token: str 
             warnings = [str(exc)]
     for w in warnings:
         log.warning("environment differs from training: %s", w)
-    executor = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="predict")
-    tables = takes_rows(run)
+    name = model_name or run_name(run.config, getattr(run.preprocessor, "target", None)).replace("/", "-")
+    if not name or "/" in name or name.strip() != name:
+        raise UserError(f"the model name {name!r} cannot be part of a URL path: give --model-name without '/' or spaces "
+                        f"at its ends")
+    serving = Serving(run, predictor, metrics, timeout, max_rows, prediction_log, name, backend)
+    tables = serving.tables
     Request_ = request_model(run, max_rows)
     started = time.time()
 
     app = FastAPI(title=f"palaestra: {run.config.name}", version="1",
                   description=f"{run.spec.task} model ({run.config.model.family}, {backend} backend). "
-                              + ("POST raw rows with the training columns." if tables else "POST input arrays."))
-    app.state.predictor, app.state.metrics = predictor, metrics
+                              + ("POST raw rows with the training columns." if tables else "POST input arrays.")
+                              + f" Also the Open Inference Protocol (KServe v2) as model '{name}' under /v2, "
+                                "and MLflow's scoring protocol at /invocations.")
+    app.state.predictor, app.state.metrics, app.state.serving = predictor, metrics, serving
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -276,45 +371,39 @@ def build_app(run: Run, backend: Literal["torch", "onnx"] = "torch", token: str 
         return JSONResponse(status_code=422, content=jsonable_encoder(
             {"detail": errors, "message": f"{_field_name(first['loc'])}: {first['msg']}"}))
 
-    def work(payload: Any) -> dict[str, Any]:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Unknown paths (404) and wrong methods (405) too: in the shape of the protocol the path belongs to.
+        path = request.url.path
+        body = error_body(path, str(exc.detail)) if protocol_of(path) else {"detail": exc.detail}
+        return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    errors = {401: {"model": Message}, 408: {"model": Message}, 413: {"model": Message}, 503: {"model": Message}}
+
+    @app.post("/predict", response_model=PredictResponse, response_model_exclude_none=True, responses=errors)
+    async def predict(body: Request_) -> Any:  # type: ignore[valid-type]
         try:
             if tables:
-                raw: Any = pd.DataFrame([r.model_dump(by_alias=True) for r in payload.rows])
+                logged = [r.model_dump(by_alias=True) for r in body.rows]
+                _, (predictions, probabilities) = await serving(lambda: pd.DataFrame(logged), logged)
             else:
-                raw = np.asarray(payload.inputs, dtype=np.float32)
-            inputs = predictor.inputs(raw)
-            predictions, probabilities = predictor.predict(inputs)
+                _, (predictions, probabilities) = await serving(
+                    lambda: np.asarray(body.inputs, dtype=np.float32), body.inputs)
         except UserError as exc:  # DataError: a value the preprocessing or the model cannot use
             raise HTTPException(422, detail=[{"loc": ["body", "rows" if tables else "inputs"], "msg": str(exc),
                                               "type": "value_error"}]) from None
         except (ValueError, TypeError) as exc:  # e.g. ragged or non-numeric nested lists
             raise HTTPException(422, detail=[{"loc": ["body", "inputs"], "type": "value_error",
                                               "msg": f"inputs must be numeric arrays of one shape ({exc})"}]) from None
-        metrics.observe_predictions(predictions)
-        if tables:
-            metrics.drift.observe_rows(raw)
-        elif inputs[0].ndim >= 2 and np.issubdtype(inputs[0].dtype, np.floating):
-            metrics.drift.observe_standardized(inputs[0])
-        if prediction_log is not None:
-            rows = [r.model_dump(by_alias=True) for r in payload.rows] if tables else payload.inputs
-            prediction_log.write(rows, predictions, probabilities)
+        except TimeoutError as exc:
+            raise HTTPException(503, detail=str(exc)) from None
         return {"predictions": predictions, **({"probabilities": probabilities} if probabilities else {})}
-
-    errors = {401: {"model": Message}, 408: {"model": Message}, 413: {"model": Message}, 503: {"model": Message}}
-
-    @app.post("/predict", response_model=PredictResponse, response_model_exclude_none=True, responses=errors)
-    async def predict(body: Request_) -> Any:  # type: ignore[valid-type]
-        loop = asyncio.get_running_loop()
-        try:
-            return await asyncio.wait_for(loop.run_in_executor(executor, work, body), timeout)
-        except asyncio.TimeoutError:
-            raise HTTPException(503, detail=f"prediction took longer than {timeout:g} s") from None
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
         # The run's name, not its path: /health is open, and filesystem paths are nobody's business.
         return {"status": "ok", "run": run.path.name if run.path else None, "name": run.config.name,
-                "task": run.spec.task, "model": run.config.model.family, "backend": backend,
+                "model_name": name, "task": run.spec.task, "model": run.config.model.family, "backend": backend,
                 "classes": run.spec.classes, "inputs": "rows" if tables else "inputs",
                 "environment_warnings": warnings, "uptime_seconds": round(time.time() - started, 3)}
 
@@ -322,6 +411,8 @@ def build_app(run: Run, backend: Literal["torch", "onnx"] = "torch", token: str 
     async def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    oip.add_routes(app, serving)
+    invocations.add_routes(app, serving)
     app.add_middleware(Guard, metrics=metrics, token=token, max_body=max_body_bytes, protect_all=protect_all,
                        body_timeout=body_timeout)
     return app
