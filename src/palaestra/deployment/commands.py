@@ -9,12 +9,14 @@ from palaestra.cli import bounded_int, command, console, finite_float, port
 from palaestra.errors import UserError
 
 
-@command("export", help="export a run's model to ONNX or TorchScript, checked against the original")
+@command("export", help="export a run's model to ONNX or torch.export (.pt2), checked against the original")
 def cmd_export(args: argparse.Namespace) -> int:
-    from palaestra.deployment.export import export, preprocess_path
+    from palaestra.deployment.export import DEPRECATED, export, preprocess_path
     from palaestra.runs import Run
 
     run = Run.load(args.run)
+    if args.format in DEPRECATED:
+        console(stderr=True).print(f"note: {DEPRECATED[args.format]}")
     path, check = export(run, args.format, args.out, tolerance=args.tolerance, quantize=args.quantize)
     out = console()
     out.print(f"checked on {check.source}: max |difference| {check.max_abs_diff:.3g} (tolerance {check.tolerance:g})")
@@ -26,8 +28,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 @cmd_export.arguments
 def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="run directory")
-    p.add_argument("--format", required=True, choices=["onnx", "torchscript"])
-    p.add_argument("--out", help="file to write (default: RUN/export/model.onnx or model.pt)")
+    p.add_argument("--format", required=True, choices=["onnx", "torch_export", "torchscript"],
+                   help="onnx; torch_export (torch.export, .pt2); torchscript (deprecated in torch: use torch_export)")
+    p.add_argument("--out", help="file to write (default: RUN/export/model.onnx, model.pt2 or model.pt)")
     p.add_argument("--quantize", choices=["int8"], default=None, help="ONNX only: onnxruntime's dynamic int8 quantizer")
     p.add_argument("--tolerance", type=finite_float, default=None,
                    help="largest allowed output difference (default 1e-4; int8: 5%% of the largest output)")
@@ -60,7 +63,8 @@ def _compress_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="run directory")
     p.add_argument("--prune", type=finite_float, default=None, metavar="FRACTION",
                    help="zero this fraction of the smallest-magnitude weights (Linear and Conv layers)")
-    p.add_argument("--quantize", choices=["int8"], default=None, help="dynamic int8 quantization of Linear layers")
+    p.add_argument("--quantize", choices=["int8"], default=None,
+                   help="int8 weights for Linear layers (weight-only; for int8 arithmetic export with --quantize int8)")
     p.add_argument("--finetune-epochs", type=bounded_int(0, 100_000, "an epoch count"), default=0, help="epochs of fine-tuning after pruning (default 0)")
     p.add_argument("--out", help="run directory to create (default: runs/NAME-compressed-TIMESTAMP)")
     p.add_argument("--repeats", type=bounded_int(1, 1_000_000, "a repeat count"), default=200, help="timed calls per latency figure (median; default 200)")
