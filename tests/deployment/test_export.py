@@ -28,11 +28,16 @@ def test_export_matches_the_run_on_the_test_split(fixture, fmt, request, tmp_pat
     assert got.shape == want.shape == (test_rows, run.spec.n_outputs)
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
     # The batch dimension is dynamic: one row and a larger batch than the export example both run.
-    runner = ex.load_exported(path, fmt, run.spec.input_names)
-    inputs = ex.model_inputs(run, raw)
-    np.testing.assert_allclose(runner(tuple(t[:1] for t in inputs)), want[:1], atol=1e-4, rtol=0)
     meta = read_json(ex.preprocess_path(path))
-    assert meta["format"] == fmt and meta["input_names"] == run.spec.input_names
+    assert meta["format"] == fmt
+    if meta["inputs"] == ex.RAW:  # a table's ONNX file takes its raw columns
+        assert fmt == "onnx" and meta["input_names"] == run.preprocessor.feature_columns
+        np.testing.assert_allclose(ex.predict_exported(path, raw.head(1)), want[:1], atol=1e-4, rtol=0)
+    else:
+        assert meta["input_names"] == run.spec.input_names
+        runner = ex.load_exported(path, fmt, run.spec.input_names)
+        inputs = ex.model_inputs(run, raw)
+        np.testing.assert_allclose(runner(tuple(t[:1] for t in inputs)), want[:1], atol=1e-4, rtol=0)
 
 
 def test_a_mismatching_export_fails_loudly_and_is_removed(penguins_run, tmp_path, monkeypatch):

@@ -32,6 +32,7 @@ FORMATS = {"onnx": "model.onnx", "torch_export": "model.pt2", "torchscript": "mo
 DEPRECATED = {"torchscript": "TorchScript (torch.jit) is deprecated in torch: export with --format torch_export "
                              "(torch.export, a .pt2 file loaded with torch.export.load) instead"}
 TOLERANCE = 1e-4
+RAW = "raw-columns"  # preprocess.json "inputs" of a self-contained ONNX file (as onnx_graph.RAW)
 INT8_TOLERANCE = 0.05  # relative to the largest output magnitude: int8 weights move logits by a few percent
 
 
@@ -268,17 +269,22 @@ def export(run: Run, fmt: str, out: str | Path | None = None, tolerance: float |
     names = list(run.spec.input_names)
     inputs, source = check_inputs(run)
     make_dir(out.parent)
+    # A table run's ONNX file takes the raw columns: the network is wrapped in its preprocessing and decoding.
+    wrap = fmt == "onnx" and raw_columns(run)
     # Everything is written and checked under hidden temporary names beside `out`; only a checked model is
     # renamed (atomically) to `out`, so a kill at any point leaves the old file or none, never an unchecked one.
-    temps = [temp_path(out)] + ([temp_path(out)] if quantize else [])
+    temps = [temp_path(out) for _ in range(1 + bool(quantize) + bool(wrap))]
     try:
-        check = _write_checked(model, fmt, temps, names, inputs, source, tolerance, quantize)
+        network = temps[:len(temps) - bool(wrap)]
+        check = _write_checked(model, fmt, network, names, inputs, source, tolerance, quantize)
+        wrapped = _wrap_checked(run, network[-1], temps[-1]) if wrap else None
         write_json(preprocess_path(out), {
             "version": 1, "format": fmt, "preprocessor": run.preprocessor.to_dict(), "spec": run.spec.to_dict(),
-            "input_names": names, "quantize": quantize,
+            "input_names": list(run.preprocessor.feature_columns) if wrap else names, "quantize": quantize,
+            "inputs": RAW if wrap else "encoded",
             "output": "logits" if run.spec.task == "classification" else "values (training scale)",
             "check": {"rows": check.rows, "source": check.source, "max_abs_diff": check.max_abs_diff,
-                      "tolerance": check.tolerance}})
+                      "tolerance": check.tolerance, **({"raw_columns": wrapped} if wrapped else {})}})
         commit(temps[-1], out)
     finally:
         for tmp in temps:
@@ -314,6 +320,78 @@ def _write_checked(model: torch.nn.Module, fmt: str, temps: list[Path], names: l
     return check
 
 
+def raw_columns(run: Run) -> bool:
+    """Whether the run reads table rows, so that its ONNX export can take the raw columns."""
+    pre = run.preprocessor
+    return hasattr(pre, "features") and getattr(pre, "array", None) is None
+
+
+class RawOnnxRunner:
+    """A self-contained ONNX file (raw columns in) under onnxruntime: ``outputs(columns)`` -> {name: array}."""
+
+    def __init__(self, path: str | Path, pre: Any, threads: int | None = None):
+        self.pre = pre
+        self.runner = OnnxRunner(path, [], threads)
+        self.output_names = [o.name for o in self.runner.session.get_outputs()]
+
+    def feed(self, columns: Any) -> dict[str, np.ndarray]:
+        """Raw columns (a frame or a mapping of column -> values) -> the graph's inputs."""
+        from palaestra.deployment.onnx_graph import raw_feed
+
+        return raw_feed(self.pre, columns)
+
+    def outputs(self, feed: dict[str, np.ndarray], names: list[str] | None = None) -> dict[str, np.ndarray]:
+        names = names or self.output_names
+        return dict(zip(names, self.runner.session.run(names, feed), strict=True))
+
+    def __call__(self, columns: Any) -> np.ndarray:
+        """The network's outputs (logits, or values on the training scale) for raw columns."""
+        return np.asarray(self.outputs(self.feed(columns), ["logits"])["logits"], dtype=np.float32)
+
+
+def _wrap_checked(run: Run, network_path: Path, target: Path, tolerance: float = 1e-5) -> dict[str, Any]:
+    """Wrap the checked network ONNX file into a self-contained one at ``target`` and check that, fed raw
+    columns, it gives the network's own outputs on the encoded ones, and ``palaestra predict``'s labels and
+    probabilities (or values) decoded from them: on held-out rows and on rows with missing and unseen values."""
+    import onnx
+
+    from palaestra.deployment import onnx_graph
+
+    pre = run.preprocessor
+    network = onnx.load(str(network_path))
+    try:
+        model = onnx_graph.self_contained(network, pre, run.spec.n_outputs)
+    except (onnx.checker.ValidationError, ValueError) as exc:
+        raise UserError(f"cannot wrap the ONNX model in its preprocessing: {str(exc).splitlines()[0][:300]}") from None
+    atomic_write(target, model.SerializeToString())
+    wrapped, plain = RawOnnxRunner(target, pre), OnnxRunner(network_path, list(run.spec.input_names))
+    held = held_out(run)
+    frames = [("probe rows with missing and unseen values", onnx_graph.probe_rows(pre))]
+    if isinstance(held, pd.DataFrame):
+        frames.insert(0, ("held-out test rows", held.drop(columns=[c for c in pre.targets if c in held.columns])))
+    worst, rows = 0.0, 0
+    for what, frame in frames:
+        got = wrapped.outputs(wrapped.feed(frame))
+        want_logits = plain(pre.inputs(frame))
+        diffs = [float(np.max(np.abs(got["logits"] - want_logits)))]
+        several = len(pre.outputs) > 1
+        for d in pre.decode(want_logits):
+            prefix = f"{d.name}." if several else ""
+            if d.probabilities is not None:
+                if [str(v) for v in got[f"{prefix}label"].tolist()] != [str(v) for v in d.predictions.tolist()]:
+                    raise UserError(f"the self-contained ONNX model's labels differ from the run's on {what}: "
+                                    f"nothing written")
+                diffs.append(float(np.max(np.abs(got[f"{prefix}probabilities"] - d.probabilities))))
+            else:
+                scale = max(1.0, float(np.max(np.abs(d.predictions))))
+                diffs.append(float(np.max(np.abs(got[f"{prefix}prediction"] - d.predictions))) / scale)
+        worst, rows = max(worst, *diffs), rows + len(frame)
+        if worst > tolerance:
+            raise UserError(f"the self-contained ONNX model differs from the run by {worst:.3g} on {what} "
+                            f"(tolerance {tolerance:g}): nothing written")
+    return {"rows": rows, "max_abs_diff": worst, "tolerance": tolerance}
+
+
 def preprocess_path(exported: str | Path) -> Path:
     """Where the fitted preprocessing of an exported model lives: ``FILE.preprocess.json``."""
     exported = Path(exported)
@@ -324,5 +402,7 @@ def predict_exported(path: str | Path, raw: pd.DataFrame | ArrayData | np.ndarra
     """Raw rows -> outputs with only an exported file and its preprocessing JSON (no run directory)."""
     meta = read_json(preprocess_path(path))
     pre = preprocessor_from_dict(meta["preprocessor"])
+    if meta.get("inputs") == RAW:
+        return RawOnnxRunner(path, pre)(raw)
     runner = load_exported(path, meta["format"], meta["input_names"])
     return runner(pre.inputs(raw))

@@ -464,7 +464,7 @@ def add_routes(app: Any, serving: Any) -> None:
             body, tensors = parse_request(await request.body(), request.headers.get(HEADER))
             if serving.tables:
                 columns, _ = table_columns(tensors, pre, serving.max_rows)
-                build: Any = lambda: _frame(columns)  # noqa: E731
+                build: Any = lambda: serving.table(columns)  # noqa: E731
             else:
                 x = array_input(tensors, pre.array, serving.max_rows)
                 build = lambda: x  # noqa: E731
@@ -487,8 +487,3 @@ def add_routes(app: Any, serving: Any) -> None:
         app.add_api_route(prefix + "/ready", model_ready, methods=["GET"], tags=tags, summary="model ready")
         app.add_api_route(prefix + "/infer", infer, methods=["POST"], tags=tags, summary="inference")
 
-
-def _frame(columns: dict[str, Any]) -> Any:
-    import pandas as pd
-
-    return pd.DataFrame(columns)

@@ -33,7 +33,7 @@ from palaestra.artifacts import read_json
 from palaestra.data.features import BinaryFeature, CategoryFeature, NumericFeature
 from palaestra.data.spec import Decoded
 from palaestra.deployment import invocations, oip
-from palaestra.deployment.export import OnnxRunner, TorchRunner, export
+from palaestra.deployment.export import OnnxRunner, RawOnnxRunner, TorchRunner, export
 from palaestra.deployment.monitoring import Metrics, PredictionLog, environment_warnings
 from palaestra.errors import ArtifactError, UserError, redact_logs
 from palaestra.runs import Run, finite_outputs, run_name
@@ -76,22 +76,29 @@ class Predictor:
         self.run, self.backend = run, backend
         self.pre = run.preprocessor
         self._tmp = None
+        # With the ONNX backend a table run's graph holds its preprocessing: requests feed it their raw columns
+        # (a mapping of column -> values; no pandas frame is built) and it runs once per request.
+        self.columns = backend == "onnx" and takes_rows(run)
         if backend == "torch":
-            self.runner = TorchRunner(run.model)
+            self.runner: Any = TorchRunner(run.model)
         elif backend == "onnx":
             # Exported (and checked against the torch model) at start-up, into a directory of our own.
             self._tmp = tempfile.TemporaryDirectory(prefix="palaestra-serve-")
             path, _ = export(run, "onnx", out=os.path.join(self._tmp.name, "model.onnx"))
-            self.runner = OnnxRunner(path, list(run.spec.input_names))
+            self.runner = RawOnnxRunner(path, self.pre) if self.columns else OnnxRunner(path, list(run.spec.input_names))
         else:
             raise UserError(f"unknown backend '{backend}': choose torch or onnx")
 
-    def inputs(self, raw: pd.DataFrame | np.ndarray) -> tuple[np.ndarray, ...]:
+    def inputs(self, raw: Any) -> Any:
+        """Raw rows (a frame, or with ``columns`` a mapping of column -> values) or arrays -> the model's inputs."""
+        if self.columns:
+            return self.runner.feed(raw)
         return tuple(self.pre.inputs(raw))
 
-    def decode(self, inputs: tuple[np.ndarray, ...]) -> list[Decoded]:
+    def decode(self, inputs: Any) -> list[Decoded]:
+        outputs = self.runner.outputs(inputs, ["logits"])["logits"] if self.columns else self.runner(inputs)
         # The same decoding as Run.predict (the preprocessor's one path from outputs to answers).
-        return self.pre.decode(finite_outputs(self.runner(inputs)))  # NaN/inf: 4xx
+        return self.pre.decode(finite_outputs(np.asarray(outputs, dtype=np.float32)))  # NaN/inf: 4xx
 
     def predict(self, inputs: tuple[np.ndarray, ...]) -> tuple[list[Any], list[dict[str, Any]] | None]:
         return answers(self.decode(inputs))
@@ -110,6 +117,14 @@ def answers(decoded: list[Decoded]) -> tuple[list[Any], list[dict[str, Any]] | N
     probabilities = [{d.name: a[1][i] for d, a in zip(decoded, per_target, strict=True) if a[1] is not None}
                      for i in range(n)]
     return predictions, probabilities if any(probabilities) else None
+
+
+def records(raw: Any) -> list[dict[str, Any]]:
+    """Rows (a frame, or a mapping of column -> values) as one {column: value} per row."""
+    if isinstance(raw, pd.DataFrame):
+        return raw.to_dict("records")
+    names = list(raw)
+    return [dict(zip(names, row, strict=True)) for row in zip(*(list(raw[c]) for c in names), strict=True)]
 
 
 def _plain(v: Any) -> Any:
@@ -303,22 +318,28 @@ class Serving:
         self.tables = takes_rows(run)
         self.executor = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="predict")
 
+    def table(self, columns: dict[str, Any]) -> Any:
+        """Raw columns (column -> values) as the predictor reads them: as they are for a graph that holds its
+        preprocessing (no pandas on the request path), else a frame."""
+        return columns if self.predictor.columns else pd.DataFrame(columns)
+
     def work(self, build: Any, logged: Any = None) -> tuple[list[Decoded], tuple[list, Any]]:
         """Synchronously: (decoded targets, /predict's (predictions, probabilities)). ``build``: a function
-        returning the raw frame or array (called here, in the worker, not on the event loop). ``logged``: the
-        rows as the prediction log records them (default: the frame's records, or the arrays as lists)."""
+        returning the raw rows (a frame, or ``table``'s columns) or arrays, called here, in the worker, not on
+        the event loop. ``logged``: the rows as the prediction log records them (default: the rows as
+        records, or the arrays as lists)."""
         raw = build()
         inputs = self.predictor.inputs(raw)
         decoded = self.predictor.decode(inputs)
         predictions, probabilities = answers(decoded)
         self.metrics.observe_predictions(predictions)
-        if isinstance(raw, pd.DataFrame):
-            self.metrics.drift.observe_rows(raw)
+        if self.tables:
+            self.metrics.drift.observe_rows(raw, len(predictions))
         elif inputs[0].ndim >= 2 and np.issubdtype(inputs[0].dtype, np.floating):
             self.metrics.drift.observe_standardized(inputs[0])
         if self.prediction_log is not None:
             if logged is None:
-                logged = raw.to_dict("records") if isinstance(raw, pd.DataFrame) else np.asarray(raw).tolist()
+                logged = records(raw) if self.tables else np.asarray(raw).tolist()
             self.prediction_log.write(logged, predictions, probabilities)
         return decoded, (predictions, probabilities)
 
@@ -385,7 +406,9 @@ def build_app(run: Run, backend: Literal["torch", "onnx"] = "torch", token: str 
         try:
             if tables:
                 logged = [r.model_dump(by_alias=True) for r in body.rows]
-                _, (predictions, probabilities) = await serving(lambda: pd.DataFrame(logged), logged)
+                names = run.preprocessor.feature_columns
+                _, (predictions, probabilities) = await serving(
+                    lambda: serving.table({c: [r.get(c) for r in logged] for c in names}), logged)
             else:
                 _, (predictions, probabilities) = await serving(
                     lambda: np.asarray(body.inputs, dtype=np.float32), body.inputs)
