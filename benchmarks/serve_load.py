@@ -176,9 +176,9 @@ def bare_onnxruntime(run_dir: Path, rows: list[dict], calls: int, root: Path) ->
     columns = [{k: [v] for k, v in row.items()} for row in rows]
     feeds = [runner.feed(c) for c in columns]
     out: dict[str, dict] = {}
-    for what, step in (("session.run", lambda i: runner.runner.session.run(["logits"], feeds[i % len(feeds)])),
+    for what, step in (("session.run", lambda i: runner.runner.session.run([runner.logits], feeds[i % len(feeds)])),
                        ("raw_feed + session.run",
-                        lambda i: runner.runner.session.run(["logits"], runner.feed(columns[i % len(columns)])))):
+                        lambda i: runner.runner.session.run([runner.logits], runner.feed(columns[i % len(columns)])))):
         for i in range(20):
             step(i)
         times = []

@@ -144,3 +144,20 @@ def test_the_onnx_backend_runs_the_graph_once_per_request_without_a_frame(pengui
     assert r.status_code == 200 and r.json()["predictions"] == want
     assert v2.status_code == 200 and v2.json()["outputs"][0]["data"] == want
     assert len(calls) == 2 and not frames
+
+
+def test_a_column_named_like_an_output_moves_the_outputs_aside(tmp_path):
+    from palaestra.pipeline import train
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"label": rng.choice(["a", "b", "c"], 120), "logits": rng.normal(size=120)})
+    frame["kind"] = np.where(frame["logits"] > 0, "up", "down")
+    run = train({"seed": 0, "data": {"target": "kind"}, "model": {"hidden": [4]},
+                 "train": {"epochs": 1, "progress": False, "early_stopping": None}}, source=frame, quiet=True)
+    path, _ = ex.export(run, "onnx", tmp_path / "m.onnx")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["label", "logits"]
+    assert {o.name for o in session.get_outputs()} == {"output.logits", "output.label", "output.probabilities"}
+    rows = frame.drop(columns=["kind"]).head(5)
+    got = session.run(["output.label"], raw_feed(run.preprocessor, rows))[0]
+    assert got.tolist() == run.predict(rows)["prediction"].tolist()

@@ -330,9 +330,13 @@ class RawOnnxRunner:
     """A self-contained ONNX file (raw columns in) under onnxruntime: ``outputs(columns)`` -> {name: array}."""
 
     def __init__(self, path: str | Path, pre: Any, threads: int | None = None):
+        from palaestra.deployment.onnx_graph import output_names
+
         self.pre = pre
         self.runner = OnnxRunner(path, [], threads)
         self.output_names = [o.name for o in self.runner.session.get_outputs()]
+        self.names = output_names(pre)  # "label" -> the graph's name for it
+        self.logits = self.names["logits"]
 
     def feed(self, columns: Any) -> dict[str, np.ndarray]:
         """Raw columns (a frame or a mapping of column -> values) -> the graph's inputs."""
@@ -346,7 +350,7 @@ class RawOnnxRunner:
 
     def __call__(self, columns: Any) -> np.ndarray:
         """The network's outputs (logits, or values on the training scale) for raw columns."""
-        return np.asarray(self.outputs(self.feed(columns), ["logits"])["logits"], dtype=np.float32)
+        return np.asarray(self.outputs(self.feed(columns), [self.logits])[self.logits], dtype=np.float32)
 
 
 def _wrap_checked(run: Run, network_path: Path, target: Path, tolerance: float = 1e-5) -> dict[str, Any]:
@@ -371,7 +375,8 @@ def _wrap_checked(run: Run, network_path: Path, target: Path, tolerance: float =
         frames.insert(0, ("held-out test rows", held.drop(columns=[c for c in pre.targets if c in held.columns])))
     worst, rows = 0.0, 0
     for what, frame in frames:
-        got = wrapped.outputs(wrapped.feed(frame))
+        named = wrapped.outputs(wrapped.feed(frame))
+        got = {short: named[full] for short, full in wrapped.names.items()}
         want_logits = plain(pre.inputs(frame))
         diffs = [float(np.max(np.abs(got["logits"] - want_logits)))]
         several = len(pre.outputs) > 1

@@ -16,8 +16,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from fastapi import Request
-from fastapi.responses import JSONResponse, Response
 
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 REQUIRED = f"The input must be a JSON object with exactly one of the input fields {', '.join(FORMATS)}"
@@ -126,33 +124,3 @@ def _plain(v: Any) -> Any:
     if isinstance(v, float) and not math.isfinite(v):
         return None
     return v
-
-
-def add_routes(app: Any, serving: Any) -> None:
-    """``POST /invocations`` and ``GET /ping`` (MLflow's health probe) on ``app`` (``server.Serving``)."""
-    from palaestra.errors import UserError
-    from palaestra.runs import predictions_frame
-
-    @app.get("/ping", tags=["MLflow scoring"])
-    async def ping() -> Response:
-        return Response("\n", media_type="application/json")
-
-    @app.post("/invocations", tags=["MLflow scoring"], summary="MLflow-style scoring")
-    async def invoke(request: Request) -> Any:
-        try:
-            raw = parse(await request.body(), request.headers.get("content-type"), serving.tables)
-            n = len(raw)
-            if n < 1:
-                raise ScoringError("the request holds no rows")
-            if n > serving.max_rows:
-                raise ScoringError(f"{n} rows is over the limit of {serving.max_rows} per request", status=413)
-            decoded, _ = await serving(lambda: raw)
-            return {"predictions": predictions(predictions_frame(decoded))}
-        except ScoringError as exc:
-            return JSONResponse(error(exc.message, exc.code), status_code=exc.status)
-        except UserError as exc:
-            return JSONResponse(error(str(exc)), status_code=400)
-        except (ValueError, TypeError) as exc:
-            return JSONResponse(error(f"the input cannot be read as the model's input ({exc})"), status_code=400)
-        except TimeoutError as exc:
-            return JSONResponse(error(str(exc), "TEMPORARILY_UNAVAILABLE"), status_code=503)

@@ -13,7 +13,8 @@ that call them live in ``server.py``. The model a run serves:
   ``prediction`` (``[N]``). With several targets each name is prefixed with ``TARGET.``.
 
 Triton's binary tensor data extension (``Inference-Header-Content-Length``) is read and written, so
-``tritonclient.http`` works with its defaults. Errors are ``{"error": "..."}`` with a 4xx status.
+``tritonclient.http`` works with its defaults. Errors are ``{"error": "..."}`` with a 4xx status. The
+endpoints themselves are in ``routes.py``.
 """
 
 from __future__ import annotations
@@ -22,12 +23,9 @@ import json
 import math
 import struct
 from dataclasses import dataclass
-from importlib.metadata import version as package_version
 from typing import Any
 
 import numpy as np
-from fastapi import Request
-from fastapi.responses import JSONResponse, Response
 
 from palaestra.data.features import ArrayFeature, BinaryFeature, NumericFeature
 from palaestra.data.spec import Decoded
@@ -410,80 +408,3 @@ def _plain(v: Any) -> Any:
 def error(message: str) -> dict[str, str]:
     """The protocol's error object."""
     return {"error": message}
-
-
-# --- routes -------------------------------------------------------------------------------------------------
-
-
-def add_routes(app: Any, serving: Any) -> None:
-    """The protocol's endpoints on ``app`` for the model ``serving`` answers for (``server.Serving``)."""
-    from palaestra.errors import UserError
-
-    pre, name = serving.pre, serving.name
-    platform = "onnxruntime_onnx" if serving.backend == "onnx" else "pytorch"
-    metadata = model_metadata(pre, name, platform)
-
-    def fail(exc: ProtocolError) -> JSONResponse:
-        return JSONResponse(error(exc.message), status_code=exc.status)
-
-    def check(model: str, version: str | None) -> None:
-        if model != name:
-            raise ProtocolError(f"unknown model '{model}': this server serves '{name}'", status=404)
-        if version not in (None, "1"):
-            raise ProtocolError(f"unknown version '{version}' of model '{name}': it has version 1", status=404)
-
-    @app.get("/v2", tags=["Open Inference Protocol"])
-    async def server_metadata() -> dict[str, Any]:
-        return {"name": "palaestra", "version": package_version("palaestra"), "extensions": ["binary_tensor_data"]}
-
-    @app.get("/v2/health/live", tags=["Open Inference Protocol"])
-    async def live() -> dict[str, bool]:
-        return {"live": True}
-
-    @app.get("/v2/health/ready", tags=["Open Inference Protocol"])
-    async def ready() -> dict[str, bool]:
-        return {"ready": True}  # the model is loaded (and checked) before the server listens
-
-    async def model_ready(model: str, version: str | None = None) -> Any:
-        try:
-            check(model, version)
-        except ProtocolError as exc:
-            return fail(exc)
-        return {"name": name, "ready": True}
-
-    async def model_meta(model: str, version: str | None = None) -> Any:
-        try:
-            check(model, version)
-        except ProtocolError as exc:
-            return fail(exc)
-        return metadata
-
-    async def infer(model: str, request: Request, version: str | None = None) -> Any:
-        try:
-            check(model, version)
-            body, tensors = parse_request(await request.body(), request.headers.get(HEADER))
-            if serving.tables:
-                columns, _ = table_columns(tensors, pre, serving.max_rows)
-                build: Any = lambda: serving.table(columns)  # noqa: E731
-            else:
-                x = array_input(tensors, pre.array, serving.max_rows)
-                build = lambda: x  # noqa: E731
-            decoded, _ = await serving(build)
-            content, headers = encode_response(body, name, outputs(decoded, pre))
-        except ProtocolError as exc:
-            return fail(exc)
-        except UserError as exc:  # a value the preprocessing or the model cannot use
-            return JSONResponse(error(str(exc)), status_code=400)
-        except (ValueError, TypeError) as exc:
-            return JSONResponse(error(f"inputs cannot be read as the model's inputs ({exc})"), status_code=400)
-        except TimeoutError as exc:
-            return JSONResponse(error(str(exc)), status_code=503)
-        return Response(content, headers={k: v for k, v in headers.items() if k != "content-type"},
-                        media_type=headers["content-type"])
-
-    tags = ["Open Inference Protocol"]
-    for prefix in ("/v2/models/{model}", "/v2/models/{model}/versions/{version}"):
-        app.add_api_route(prefix, model_meta, methods=["GET"], tags=tags, summary="model metadata")
-        app.add_api_route(prefix + "/ready", model_ready, methods=["GET"], tags=tags, summary="model ready")
-        app.add_api_route(prefix + "/infer", infer, methods=["POST"], tags=tags, summary="inference")
-

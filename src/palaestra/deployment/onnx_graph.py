@@ -14,7 +14,8 @@ in front of it a graph that takes the raw columns, named as in the data, and app
 Strings are matched as given: strip surrounding spaces before feeding them (``raw_feed`` does). Behind the
 network: ``probabilities`` (``DOUBLE [N, classes]``, softmax in float64 as ``palaestra predict``) and ``label``
 for a category target, ``prediction`` (``DOUBLE [N]``, in the target's units) for a number, each prefixed with
-``TARGET.`` when there are several; ``logits`` is the network's own output. ``metadata_props`` hold the classes,
+``TARGET.`` when there are several; ``logits`` is the network's own output (all prefixed ``output.`` when a raw
+column has one of these names: ``output_names``). ``metadata_props`` hold the classes,
 the inputs and a sha256 of the fitted preprocessing.
 """
 
@@ -161,12 +162,27 @@ def preprocessing_graph(pre: Any, needed: set[str]) -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(ML, ML_OPSET)])
 
 
+def output_names(pre: Any) -> dict[str, str]:
+    """The graph's output names: ``logits`` and ``[TARGET.]label``/``probabilities``/``prediction``, all
+    prefixed with ``output.`` if a raw column already has one of these names (inputs and outputs share a
+    namespace)."""
+    several = len(pre.outputs) > 1
+    names = ["logits"]
+    for o in pre.outputs:
+        prefix = f"{o.name}." if several else ""
+        kinds = ("label", "probabilities") if getattr(o, "classes", None) is not None else ("prediction",)
+        names += [prefix + k for k in kinds]
+    clash = bool(set(names) & {f.name for f in pre.features})
+    return {n: ("output." + n if clash else n) for n in names}
+
+
 def decoding_graph(pre: Any, n_outputs: int) -> onnx.ModelProto:
     """The network's ``(N, n_outputs)`` float output -> labels and probabilities, or values, per target."""
     b = _Builder("post/")
     x = "post:output"
-    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", n_outputs])]
-    b.nodes.append(helper.make_node("Identity", [x], ["logits"], name="post/logits"))
+    name = output_names(pre)
+    outputs = [helper.make_tensor_value_info(name["logits"], TensorProto.FLOAT, ["N", n_outputs])]
+    b.nodes.append(helper.make_node("Identity", [x], [name["logits"]], name="post/logits"))
     several = len(pre.outputs) > 1
     for o, cols in pre.spans():
         prefix = f"{o.name}." if several else ""
@@ -175,21 +191,21 @@ def decoding_graph(pre: Any, n_outputs: int) -> onnx.ModelProto:
         values = b.op("Cast", [part], "part_d", to=TensorProto.DOUBLE)
         classes = getattr(o, "classes", None)
         if classes is not None:
-            b.nodes.append(helper.make_node("Softmax", [values], [f"{prefix}probabilities"], axis=1,
-                                            name=f"post/{prefix}probabilities"))
-            index = b.op("ArgMax", [f"{prefix}probabilities"], "argmax", axis=1, keepdims=0)
+            probabilities, label = name[f"{prefix}probabilities"], name[f"{prefix}label"]
+            b.nodes.append(helper.make_node("Softmax", [values], [probabilities], axis=1, name=f"post/{probabilities}"))
+            index = b.op("ArgMax", [probabilities], "argmax", axis=1, keepdims=0)
             table, elem = _labels(classes)
-            b.nodes.append(helper.make_node("Gather", [b.const(table, table.dtype if elem != TensorProto.STRING
-                                                                else object), index],
-                                            [f"{prefix}label"], axis=0, name=f"post/{prefix}label"))
-            outputs += [helper.make_tensor_value_info(f"{prefix}probabilities", TensorProto.DOUBLE, ["N", len(classes)]),
-                        helper.make_tensor_value_info(f"{prefix}label", elem, ["N"])]
+            table_name = b.const(table, table.dtype if elem != TensorProto.STRING else object)
+            b.nodes.append(helper.make_node("Gather", [table_name, index], [label], axis=0, name=f"post/{label}"))
+            outputs += [helper.make_tensor_value_info(probabilities, TensorProto.DOUBLE, ["N", len(classes)]),
+                        helper.make_tensor_value_info(label, elem, ["N"])]
         else:
+            prediction = name[f"{prefix}prediction"]
             flat = b.op("Squeeze", [values, b.const([1], np.int64)], "flat")
             scaled = b.op("Mul", [flat, b.const(o.std, np.float64)], "scaled")
-            b.nodes.append(helper.make_node("Add", [scaled, b.const(o.mean, np.float64)], [f"{prefix}prediction"],
-                                            name=f"post/{prefix}prediction"))
-            outputs.append(helper.make_tensor_value_info(f"{prefix}prediction", TensorProto.DOUBLE, ["N"]))
+            b.nodes.append(helper.make_node("Add", [scaled, b.const(o.mean, np.float64)], [prediction],
+                                            name=f"post/{prediction}"))
+            outputs.append(helper.make_tensor_value_info(prediction, TensorProto.DOUBLE, ["N"]))
     inputs = [helper.make_tensor_value_info(x, TensorProto.FLOAT, ["N", n_outputs])]
     graph = helper.make_graph(b.nodes, "decoding", inputs, outputs, b.inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])

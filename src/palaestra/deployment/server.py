@@ -10,7 +10,6 @@ naming the field; a 500 means a bug in the server, never bad input.
 # No `from __future__ import annotations`: FastAPI reads the request model from the live annotation.
 import asyncio
 import errno
-import hmac
 import logging
 import os
 import socket
@@ -32,25 +31,19 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from palaestra.artifacts import read_json
 from palaestra.data.features import BinaryFeature, CategoryFeature, NumericFeature
 from palaestra.data.spec import Decoded
-from palaestra.deployment import invocations, oip
+from palaestra.deployment import routes
 from palaestra.deployment.export import OnnxRunner, RawOnnxRunner, TorchRunner, export
+from palaestra.deployment.guard import BODY_TIMEOUT, Guard, error_body, protocol_of
 from palaestra.deployment.monitoring import Metrics, PredictionLog, environment_warnings
 from palaestra.errors import ArtifactError, UserError, redact_logs
 from palaestra.runs import Run, finite_outputs, run_name
 
 log = logging.getLogger("palaestra.serve")
-ENDPOINTS = ("/predict", "/invocations", "/v2/infer", "/v2/models", "/v2/health", "/health", "/ping", "/metrics",
-             "/openapi.json", "/docs")
-# With a token: the prediction endpoints (/predict, /invocations, /v2/models/NAME/infer) always need it; with
-# protect_all, every endpoint but the health probes does (/metrics shows the prediction and input
-# distributions, /docs, /openapi.json and /v2/models/NAME the input schema and the training categories).
-OPEN_ENDPOINTS = ("/health", "/ping", "/v2/health/live", "/v2/health/ready")
 MAX_BODY_BYTES = 1 << 20
 MAX_ROWS = 10_000
 # Slow clients: a request's headers must arrive within HEADER_TIMEOUT seconds of the connection (or of the last
 # response on a kept-alive one), its body within BODY_TIMEOUT; at most MAX_CONNECTIONS at once (then 503).
 HEADER_TIMEOUT = 10.0
-BODY_TIMEOUT = 30.0
 MAX_CONNECTIONS = 64
 MAX_HEADER_BYTES = 16 << 10
 
@@ -96,7 +89,10 @@ class Predictor:
         return tuple(self.pre.inputs(raw))
 
     def decode(self, inputs: Any) -> list[Decoded]:
-        outputs = self.runner.outputs(inputs, ["logits"])["logits"] if self.columns else self.runner(inputs)
+        if self.columns:
+            outputs = self.runner.outputs(inputs, [self.runner.logits])[self.runner.logits]
+        else:
+            outputs = self.runner(inputs)
         # The same decoding as Run.predict (the preprocessor's one path from outputs to answers).
         return self.pre.decode(finite_outputs(np.asarray(outputs, dtype=np.float32)))  # NaN/inf: 4xx
 
@@ -178,125 +174,6 @@ def _field_name(loc: tuple | list) -> str:
     for p in parts:
         out += f"[{p}]" if p.isdigit() else (f".{p}" if out else p)
     return out or "body"
-
-
-# --- guard: auth, body limit, request metrics -------------------------------------------------------------------
-
-
-class Guard:
-    """ASGI middleware that runs before any parsing: bearer token (401), body size (413), metrics."""
-
-    def __init__(self, app, metrics: Metrics, token: str | None, max_body: int, protect_all: bool = False,
-                 body_timeout: float = BODY_TIMEOUT):
-        self.app, self.metrics, self.max_body, self.protect_all = app, metrics, max_body, protect_all
-        self.token = f"Bearer {token}".encode() if token else None
-        self.body_timeout = body_timeout
-
-    def protected(self, path: str) -> bool:
-        """Whether ``path`` needs the token: a prediction endpoint always; with protect_all, everything but
-        the health probes."""
-        return endpoint_label(path) in PREDICTING or (self.protect_all and path not in OPEN_ENDPOINTS)
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        path, started, status = scope["path"], time.perf_counter(), [500]
-
-        async def send_status(message):
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-            await send(message)
-
-        try:
-            headers = dict(scope.get("headers") or [])
-            if self.token and self.protected(path):
-                given = headers.get(b"authorization", b"")
-                if not hmac.compare_digest(given, self.token):
-                    return await _reply(scope, send_status, 401, "missing or wrong bearer token (Authorization: Bearer TOKEN)",
-                                        [(b"www-authenticate", b"Bearer")])
-            if scope["method"] in ("POST", "PUT", "PATCH"):
-                try:
-                    declared = int(headers.get(b"content-length", b"0") or 0)
-                except ValueError:
-                    return await _reply(scope, send_status, 400, "invalid Content-Length header")
-                if declared > self.max_body:
-                    return await _reply(scope, send_status, 413, f"request body over the limit of {self.max_body} bytes")
-                try:  # a trickling body does not hold a worker
-                    body = await asyncio.wait_for(self._read_body(receive), self.body_timeout)
-                except asyncio.TimeoutError:
-                    return await _reply(scope, send_status, 408, f"request body not received within "
-                                                                 f"{self.body_timeout:g} s")
-                if body is None:  # the client went away
-                    return
-                if len(body) > self.max_body:
-                    return await _reply(scope, send_status, 413, f"request body over the limit of {self.max_body} bytes")
-                receive = _replay(bytes(body), receive)
-            await self.app(scope, receive, send_status)
-        finally:
-            self.metrics.observe_request(endpoint_label(path), status[0], time.perf_counter() - started)
-
-
-    async def _read_body(self, receive) -> bytearray | None:
-        body, more = bytearray(), True
-        while more:  # chunked bodies carry no length: count as they arrive
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return None
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-            if len(body) > self.max_body:
-                break
-        return body
-
-
-PREDICTING = ("/predict", "/invocations", "/v2/infer")
-
-
-def endpoint_label(path: str) -> str:
-    """The endpoint a path is counted under: bounded label values, whatever paths clients send (the model name
-    in /v2/models/NAME/... is the client's)."""
-    if path.startswith("/v2/models/"):
-        return "/v2/infer" if path.endswith("/infer") else "/v2/models"
-    if path.startswith("/v2/health/"):
-        return "/v2/health"
-    return path if path in ENDPOINTS else "other"
-
-
-def protocol_of(path: str) -> str | None:
-    """``oip`` for the Open Inference Protocol's paths, ``mlflow`` for /invocations, None for our own."""
-    if path == "/v2" or path.startswith("/v2/"):
-        return "oip"
-    return "mlflow" if path == "/invocations" else None
-
-
-def error_body(path: str, message: str) -> dict[str, Any]:
-    """An error in the shape the path's protocol gives it: the Open Inference Protocol's ``{"error"}`` under
-    /v2, MLflow's ``{"error_code", "message"}`` at /invocations, FastAPI's ``{"detail"}`` elsewhere."""
-    protocol = protocol_of(path)
-    if protocol == "oip":
-        return oip.error(message)
-    if protocol == "mlflow":
-        return invocations.error(message)
-    return {"detail": message}
-
-
-def _replay(body: bytes, receive):
-    sent = False
-
-    async def replay():
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
-
-
-async def _reply(scope, send, status: int, detail: str, headers: list[tuple[bytes, bytes]] = ()) -> None:
-    response = JSONResponse(error_body(scope["path"], detail), status_code=status,
-                            headers={k.decode(): v.decode() for k, v in headers})
-    await response(scope, None, send)
 
 
 # --- the app ---------------------------------------------------------------------------------------------------
@@ -434,8 +311,8 @@ def build_app(run: Run, backend: Literal["torch", "onnx"] = "torch", token: str 
     async def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    oip.add_routes(app, serving)
-    invocations.add_routes(app, serving)
+    routes.open_inference_protocol(app, serving)
+    routes.mlflow_scoring(app, serving)
     app.add_middleware(Guard, metrics=metrics, token=token, max_body=max_body_bytes, protect_all=protect_all,
                        body_timeout=body_timeout)
     return app
