@@ -283,3 +283,38 @@ def test_malformed_invocations_get_4xx_in_mlflows_shape(server):
     assert r.status_code == 415
     assert httpx.post(f"{url}/invocations", json={"dataframe_records": records}).status_code == 401
     assert httpx.get(f"{url}/ping").status_code == 200
+
+
+def test_random_protocol_requests_never_get_a_server_error(server):
+    """Arbitrary JSON, and requests that are nearly right, at /v2/.../infer and /invocations: always 2xx or 4xx
+    in the protocol's shape."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    url, run = server("penguins-onnx")
+    model = model_name(url)
+    meta = httpx.get(f"{url}/v2/models/{model}", headers=AUTH).json()
+    good = v2_request(rows_with_gaps(run, 2), meta)
+    scalars = st.none() | st.booleans() | st.integers(-10**20, 10**20) | st.floats() | st.text(max_size=8)
+    values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner,
+                                                                                             max_size=4), max_leaves=12)
+    names = st.sampled_from([m["name"] for m in meta["inputs"]] + ["x", ""])
+    tensor = st.fixed_dictionaries({"name": names, "shape": st.lists(st.integers(-1, 3), max_size=3) | values,
+                                    "datatype": st.sampled_from(["BYTES", "FP32", "INT64", "BOOL", "FP16", "nope"]),
+                                    "data": values})
+    nearly = st.builds(lambda i, t: {**good, "inputs": [*good["inputs"][:i], t, *good["inputs"][i + 1:]]},
+                       st.integers(0, len(good["inputs"]) - 1), tensor)
+    mlflow = st.dictionaries(st.sampled_from(["dataframe_split", "dataframe_records", "instances", "inputs", "params"]),
+                             values, min_size=1, max_size=2)
+    with httpx.Client(headers=AUTH, timeout=30) as client:
+
+        @given(body=values | nearly | mlflow)
+        @settings(max_examples=120, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
+        def fuzz(body):
+            content = json.dumps(body).encode()
+            for path, keys in ((f"/v2/models/{model}/infer", {"error"}), ("/invocations", {"error_code", "message"})):
+                r = client.post(url + path, content=content, headers={"content-type": "application/json"})
+                assert r.status_code < 500, (path, body, r.text)
+                assert r.status_code == 200 or set(r.json()) == keys, (path, body, r.text)
+
+        fuzz()
