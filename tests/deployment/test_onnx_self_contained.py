@@ -77,7 +77,7 @@ def test_the_preprocessing_hash_follows_the_fitted_state(penguins_run):
 
 
 def test_every_column_type_and_several_targets(tmp_path):
-    """Numbers with gaps, true/false, a one-hot and an embedded category in the graph; text and a date encoded
+    """Numbers with gaps, true/false, a one-hot and an embedded category and a date in the graph; text encoded
     outside it (raw_feed); a category and a number target."""
     from benchmarks.mixed_table import mixed_table
     from palaestra.pipeline import train
@@ -93,7 +93,8 @@ def test_every_column_type_and_several_targets(tmp_path):
                 out=tmp_path / "run", quiet=True)
     path, _ = ex.export(run, "onnx", tmp_path / "mixed.onnx")
     props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
-    assert sorted(json.loads(props["palaestra.encoded_outside"])) == ["note", "signup"]
+    assert json.loads(props["palaestra.encoded_outside"]) == ["note"]  # the text; dates are times in the graph
+    assert {i.name: i.type for i in ort.InferenceSession(str(path)).get_inputs()}["signup"] == "tensor(int64)"
     rows = ex.held_out(run).drop(columns=["churned", "spend"]).head(20).reset_index(drop=True)
     rows.loc[0, "plan"] = "enterprise"
     rows.loc[1, "city"] = "Atlantis"
@@ -161,3 +162,28 @@ def test_a_column_named_like_an_output_moves_the_outputs_aside(tmp_path):
     rows = frame.drop(columns=["kind"]).head(5)
     got = session.run(["output.label"], raw_feed(run.preprocessor, rows))[0]
     assert got.tolist() == run.predict(rows)["prediction"].tolist()
+
+
+def test_dates_become_their_calendar_parts_in_the_graph():
+    """Two centuries of times (leap days, before 1970, missing and unparseable): the graph's encoding is the
+    data stage's."""
+    from palaestra.data.features import DatetimeFeature, FitOptions
+    from palaestra.data.features.outputs import CategoryOutput
+    from palaestra.data.preprocess import FeaturePreprocessor
+    from palaestra.deployment.onnx_graph import preprocessing_graph
+
+    rng = np.random.default_rng(0)
+    ns = rng.integers(pd.Timestamp("1901-03-01").value, pd.Timestamp("2099-12-31").value, 2000)
+    times = pd.Series(pd.to_datetime(ns)).dt.strftime("%Y-%m-%d %H:%M:%S")
+    edges = pd.Series(["1900-01-01", "1904-02-29", "1969-12-31 23:59:59", "1970-01-01", "2000-02-29 12:00",
+                       "2024-12-31 23:00", "2100-03-01", None, "not a date"])
+    series = pd.concat([times, edges], ignore_index=True)
+    feature = DatetimeFeature.fit("when", series, FitOptions())
+    assert feature.time_of_day and feature.indicator
+    pre = FeaturePreprocessor([feature], [CategoryOutput("y", ["a", "b"])])
+    model = preprocessing_graph(pre, {"numeric"})
+    model.ir_version = 10
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    frame = pd.DataFrame({"when": series})
+    got = session.run(None, raw_feed(pre, frame))[0]
+    np.testing.assert_allclose(got, pre.inputs(frame)[0], atol=1e-6, rtol=0)

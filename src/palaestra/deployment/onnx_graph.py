@@ -8,8 +8,11 @@ in front of it a graph that takes the raw columns, named as in the data, and app
   missing) -> as a number;
 - ``category``: ``STRING [N]`` -> its training level (a missing token, case-insensitive, is the missing level;
   an unseen value is all-zero one-hot / the unknown embedding row);
-- ``text`` and ``datetime``: encoded outside the graph (ONNX has no tokenizer or date parser): the input named as
-  the column is the feature's encoding (``palaestra.encoded_outside`` lists them; ``encoded_columns`` makes it).
+- ``datetime``: ``INT64 [N]``, nanoseconds since 1970-01-01 UTC (``numpy.datetime64[ns]`` as int64; NaT's value,
+  the smallest int64, missing) -> standardised elapsed years and the calendar parts on circles, computed in the
+  graph (ONNX has no date parser: text dates are parsed before, as ``raw_feed`` does);
+- ``text``: encoded outside the graph (ONNX has no tokenizer): the input named as the column is the token ids
+  ``INT64 [N, max_length]`` (``palaestra.encoded_outside`` lists such columns; ``raw_feed`` makes them).
 
 Strings are matched as given: strip surrounding spaces before feeding them (``raw_feed`` does). Behind the
 network: ``probabilities`` (``DOUBLE [N, classes]``, softmax in float64 as ``palaestra predict``) and ``label``
@@ -30,8 +33,9 @@ import onnx
 import pandas as pd
 from onnx import TensorProto, compose, helper, numpy_helper
 
-from palaestra.data.features import BinaryFeature, CategoryFeature, NumericFeature
+from palaestra.data.features import BinaryFeature, CategoryFeature, DatetimeFeature, NumericFeature
 from palaestra.data.features.base import FALSE_TOKENS, MISSING, NA_TOKENS, TRUE_TOKENS
+from palaestra.data.features.datetime import parse_times
 from palaestra.data.preprocess import TEXT_PREFIX
 from palaestra.errors import DataError
 
@@ -42,8 +46,8 @@ RAW = "raw-columns"  # metadata_props["palaestra.inputs"] of a self-contained gr
 
 
 def in_graph(feature: Any) -> bool:
-    """Whether the graph encodes this feature itself (numbers, true/false, categories)."""
-    return isinstance(feature, (NumericFeature, CategoryFeature))
+    """Whether the graph encodes this feature itself (numbers, true/false, categories, dates as times)."""
+    return isinstance(feature, (NumericFeature, CategoryFeature, DatetimeFeature))
 
 
 def preprocessing_sha256(pre: Any) -> str:
@@ -107,6 +111,84 @@ def _category_codes(b: _Builder, x: str, f: CategoryFeature) -> str:
     return b.op("Unsqueeze", [codes, b.const([1], np.int64)], "codes2d")
 
 
+NS_PER_DAY = 86_400 * 10**9
+NS_PER_HOUR = 3_600 * 10**9
+NAT = int(np.iinfo(np.int64).min)  # numpy's and pandas' integer value of a missing time
+
+
+def _floor_div(b: _Builder, a: str, d: int) -> str:
+    """``a // d`` for an int64 tensor and a positive ``d``, rounding down (ONNX's integer Div truncates; its
+    Mod with fmod=0 takes the divisor's sign, so ``a - a mod d`` divides exactly)."""
+    rest = b.op("Mod", [a, b.const(d, np.int64)], "mod", fmod=0)
+    return b.op("Div", [b.op("Sub", [a, rest]), b.const(d, np.int64)], "floordiv")
+
+
+def _civil(b: _Builder, days: str) -> tuple[str, str, str]:
+    """Days since 1970-01-01 -> (year, month, day) in the proleptic Gregorian calendar (H. Hinnant's
+    ``civil_from_days``), in int64 operations."""
+    def c(v: int) -> str:
+        return b.const(v, np.int64)
+
+    z = b.op("Add", [days, c(719468)])
+    era = _floor_div(b, z, 146097)
+    doe = b.op("Sub", [z, b.op("Mul", [era, c(146097)])], "doe")  # [0, 146096]
+    yoe = b.op("Div", [b.op("Sub", [b.op("Add", [b.op("Sub", [doe, b.op("Div", [doe, c(1460)])]),
+                                                 b.op("Div", [doe, c(36524)])]),
+                                    b.op("Div", [doe, c(146096)])]), c(365)], "yoe")  # [0, 399]
+    year = b.op("Add", [yoe, b.op("Mul", [era, c(400)])], "year")
+    doy = b.op("Sub", [doe, b.op("Sub", [b.op("Add", [b.op("Mul", [yoe, c(365)]), b.op("Div", [yoe, c(4)])]),
+                                         b.op("Div", [yoe, c(100)])])], "doy")  # [0, 365], from March 1
+    mp = b.op("Div", [b.op("Add", [b.op("Mul", [doy, c(5)]), c(2)]), c(153)], "mp")  # [0, 11]
+    day = b.op("Add", [b.op("Sub", [doy, b.op("Div", [b.op("Add", [b.op("Mul", [mp, c(153)]), c(2)]), c(5)])]), c(1)],
+               "day")
+    month = b.op("Where", [b.op("Less", [mp, c(10)]), b.op("Add", [mp, c(3)]), b.op("Sub", [mp, c(9)])], "month")
+    year = b.op("Add", [year, b.op("Cast", [b.op("LessOrEqual", [month, c(2)])], to=TensorProto.INT64)], "year")
+    return year, month, day
+
+
+def _january_first(b: _Builder, year: str) -> str:
+    """Days since 1970-01-01 of 1 January of ``year`` (``days_from_civil(year, 1, 1)``)."""
+    def c(v: int) -> str:
+        return b.const(v, np.int64)
+
+    y = b.op("Sub", [year, c(1)])  # January counts in the year before, from March
+    era = _floor_div(b, y, 400)
+    yoe = b.op("Sub", [y, b.op("Mul", [era, c(400)])])
+    doe = b.op("Add", [b.op("Sub", [b.op("Add", [b.op("Mul", [yoe, c(365)]), b.op("Div", [yoe, c(4)])]),
+                                    b.op("Div", [yoe, c(100)])]), c(306)])
+    return b.op("Sub", [b.op("Add", [b.op("Mul", [era, c(146097)]), doe]), c(719468)], "jan1")
+
+
+def _datetime(b: _Builder, x: str, f: Any) -> list[str]:
+    """``x (N,) int64`` nanoseconds since 1970 (UTC; ``NAT`` missing) -> the feature's columns, as
+    ``DatetimeFeature.transform``: standardised elapsed years, sin/cos of the calendar parts, was-missing."""
+    from palaestra.data.features.datetime import CYCLES, DAYS_PER_YEAR, TIME_CYCLES
+
+    def column(v: str) -> str:
+        return b.op("Unsqueeze", [v, b.const([1], np.int64)], "col")
+
+    missing = b.op("Equal", [x, b.const(NAT, np.int64)], "nat")
+    years = b.op("Div", [b.op("Cast", [x], to=TensorProto.DOUBLE), b.const(1e9 * 86400 * DAYS_PER_YEAR, np.float64)])
+    years = b.op("Where", [missing, b.const(f.fill, np.float64), years], "years")
+    cols = [b.op("Div", [b.op("Sub", [years, b.const(f.mean, np.float64)]), b.const(f.std, np.float64)], "z")]
+    fill_ns = int(f.fill * 1e9 * 86400 * DAYS_PER_YEAR)  # the time missing values take, as in transform
+    t = b.op("Where", [missing, b.const(fill_ns, np.int64), x], "t")
+    days = _floor_div(b, t, NS_PER_DAY)
+    year, month, day = _civil(b, days)
+    parts = {"month": month, "day": day,
+             "day_of_week": b.op("Mod", [b.op("Add", [days, b.const(3, np.int64)]), b.const(7, np.int64)], fmod=0),
+             "day_of_year": b.op("Add", [b.op("Sub", [days, _january_first(b, year)]), b.const(1, np.int64)]),
+             "hour": b.op("Div", [b.op("Sub", [t, b.op("Mul", [days, b.const(NS_PER_DAY, np.int64)])]),
+                                  b.const(NS_PER_HOUR, np.int64)], "hour")}
+    for part, period in CYCLES + (TIME_CYCLES if f.time_of_day else ()):
+        value = b.op("Cast", [parts[part]], to=TensorProto.DOUBLE)
+        angle = b.op("Div", [b.op("Mul", [b.const(2 * np.pi, np.float64), value]), b.const(float(period), np.float64)])
+        cols += [b.op("Sin", [angle]), b.op("Cos", [angle])]
+    if f.indicator:
+        cols.append(b.op("Cast", [missing], to=TensorProto.DOUBLE))
+    return [column(c) for c in cols]
+
+
 def _empty(b: _Builder, like: str, dtype: Any, elem: int) -> str:
     """An ``(N, 0)`` tensor, N taken from the input ``like``."""
     batch = b.op("Slice", [b.op("Shape", [like]), b.const([0], np.int64), b.const([1], np.int64)], "batch")
@@ -136,13 +218,15 @@ def preprocessing_graph(pre: Any, needed: set[str]) -> onnx.ModelProto:
                 k = len(f.categories)
                 hot = b.op("Equal", [codes, b.const(np.arange(k, dtype=np.int64)[None, :])], "onehot")
                 dense.append(b.op("Cast", [hot], "onehot_d", to=TensorProto.DOUBLE))
+        elif isinstance(f, DatetimeFeature):  # nanoseconds since 1970 (parsing dates stays outside)
+            inputs.append(helper.make_tensor_value_info(f.name, TensorProto.INT64, ["N"]))
+            dense += _datetime(b, f.name, f)
         elif f.slot == "own":  # text: token ids, made outside
             width = f.max_length
             inputs.append(helper.make_tensor_value_info(f.name, TensorProto.INT64, ["N", width]))
             texts.append((f, f.name))
-        else:  # datetime: its encoded columns, made outside
-            inputs.append(helper.make_tensor_value_info(f.name, TensorProto.DOUBLE, ["N", len(f.columns())]))
-            dense.append(f.name)
+        else:
+            raise DataError(f"a {f.type} feature cannot be part of an ONNX graph")
     first = inputs[0].name
     outputs, nodes_out = [], {}
     if "numeric" in needed:
@@ -299,6 +383,9 @@ def raw_feed(pre: Any, columns: Any) -> dict[str, np.ndarray]:
             if np.isinf(numbers).any():
                 raise DataError(f"column '{f.name}' holds an infinite value")
             feed[f.name] = numbers
+        elif isinstance(f, DatetimeFeature):  # parsed as the data stage parses dates: NaT -> NAT
+            series = values if isinstance(values, pd.Series) else pd.Series(column_values(values))
+            feed[f.name] = parse_times(series).to_numpy(dtype="datetime64[ns]").astype(np.int64)
         elif in_graph(f):
             feed[f.name] = np.asarray([_text(v) for v in column_values(values)], dtype=object)
         else:
@@ -310,7 +397,7 @@ def raw_feed(pre: Any, columns: Any) -> dict[str, np.ndarray]:
 def probe_rows(pre: Any, n: int = 48, seed: int = 0) -> pd.DataFrame:
     """Raw rows made from the fitted state, a third of each column's values missing or unseen in training:
     what the self-contained graph is checked on besides the held-out rows."""
-    from palaestra.data.features import DatetimeFeature, TextFeature
+    from palaestra.data.features import TextFeature
 
     rng = np.random.default_rng(seed)
     gap = rng.random((len(pre.features), n)) < 1 / 3
