@@ -11,7 +11,8 @@ from palaestra.errors import UserError
 
 @command("export", help="export a run's model to ONNX or torch.export (.pt2), checked against the original")
 def cmd_export(args: argparse.Namespace) -> int:
-    from palaestra.deployment.export import DEPRECATED, export, preprocess_path
+    from palaestra.artifacts import read_json
+    from palaestra.deployment.export import DEPRECATED, RAW, export, preprocess_path
     from palaestra.runs import Run
 
     run = Run.load(args.run)
@@ -21,6 +22,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = console()
     out.print(f"checked on {check.source}: max |difference| {check.max_abs_diff:.3g} (tolerance {check.tolerance:g})")
     out.print(f"model: {path}")
+    meta = read_json(preprocess_path(path))
+    if meta.get("inputs") == RAW:
+        raw = meta["check"]["raw_columns"]
+        out.print(f"self-contained: takes the raw columns ({', '.join(meta['input_names'])}), preprocessing and "
+                  f"decoding in the graph; checked on {raw['rows']} raw rows: max |difference| "
+                  f"{raw['max_abs_diff']:.3g} (tolerance {raw['tolerance']:g})")
     out.print(f"preprocessing: {preprocess_path(path)}")
     return 0
 

@@ -96,9 +96,10 @@ def model_inputs(run: Run, raw: pd.DataFrame | ArrayData | np.ndarray) -> tuple[
     return tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in arrays)
 
 
-def check_inputs(run: Run) -> tuple[tuple[torch.Tensor, ...], str]:
-    """The inputs an export is checked on, and where they came from."""
-    raw = held_out(run)
+def check_inputs(run: Run, raw: pd.DataFrame | ArrayData | None = None) -> tuple[tuple[torch.Tensor, ...], str]:
+    """The inputs an export is checked on, and where they came from (``raw``: the held-out rows, if read
+    already)."""
+    raw = held_out(run) if raw is None else raw
     if raw is not None:
         inputs = model_inputs(run, raw)
         return inputs, f"{len(inputs[0])} held-out test rows"
@@ -112,7 +113,7 @@ class TorchRunner:
     """Runs a ``torch.nn.Module`` (or a TorchScript module) on numpy/tensor inputs -> numpy outputs."""
 
     def __init__(self, model: torch.nn.Module, set_eval: bool = True):
-        # A torch.export program was captured in eval mode and refuses eval() itself.
+        # A torch.export program was captured in eval mode and refuses a call to its .eval().
         self.model = model.eval() if set_eval else model
 
     def __call__(self, inputs: tuple[Any, ...]) -> np.ndarray:
@@ -267,7 +268,8 @@ def export(run: Run, fmt: str, out: str | Path | None = None, tolerance: float |
         out = out / FORMATS[fmt]
     model = run.model.eval()
     names = list(run.spec.input_names)
-    inputs, source = check_inputs(run)
+    held = held_out(run)  # read once: the network and the self-contained graph are checked on the same rows
+    inputs, source = check_inputs(run, held)
     make_dir(out.parent)
     # A table run's ONNX file takes the raw columns: the network is wrapped in its preprocessing and decoding.
     wrap = fmt == "onnx" and raw_columns(run)
@@ -277,7 +279,7 @@ def export(run: Run, fmt: str, out: str | Path | None = None, tolerance: float |
     try:
         network = temps[:len(temps) - bool(wrap)]
         check = _write_checked(model, fmt, network, names, inputs, source, tolerance, quantize)
-        wrapped = _wrap_checked(run, network[-1], temps[-1]) if wrap else None
+        wrapped = _wrap_checked(run, network[-1], temps[-1], held) if wrap else None
         write_json(preprocess_path(out), {
             "version": 1, "format": fmt, "preprocessor": run.preprocessor.to_dict(), "spec": run.spec.to_dict(),
             "input_names": list(run.preprocessor.feature_columns) if wrap else names, "quantize": quantize,
@@ -353,7 +355,7 @@ class RawOnnxRunner:
         return np.asarray(self.outputs(self.feed(columns), [self.logits])[self.logits], dtype=np.float32)
 
 
-def _wrap_checked(run: Run, network_path: Path, target: Path, tolerance: float = 1e-5) -> dict[str, Any]:
+def _wrap_checked(run: Run, network_path: Path, target: Path, held: Any, tolerance: float = 1e-5) -> dict[str, Any]:
     """Wrap the checked network ONNX file into a self-contained one at ``target`` and check that, fed raw
     columns, it gives the network's own outputs on the encoded ones, and ``palaestra predict``'s labels and
     probabilities (or values) decoded from them: on held-out rows and on rows with missing and unseen values."""
@@ -369,7 +371,6 @@ def _wrap_checked(run: Run, network_path: Path, target: Path, tolerance: float =
         raise UserError(f"cannot wrap the ONNX model in its preprocessing: {str(exc).splitlines()[0][:300]}") from None
     atomic_write(target, model.SerializeToString())
     wrapped, plain = RawOnnxRunner(target, pre), OnnxRunner(network_path, list(run.spec.input_names))
-    held = held_out(run)
     frames = [("probe rows with missing and unseen values", onnx_graph.probe_rows(pre))]
     if isinstance(held, pd.DataFrame):
         frames.insert(0, ("held-out test rows", held.drop(columns=[c for c in pre.targets if c in held.columns])))
