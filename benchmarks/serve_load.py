@@ -1,18 +1,22 @@
-"""Load on ``palaestra serve`` over loopback: batch-1 latency (median, p99), requests/s and errors, per backend.
+"""Load on ``palaestra serve`` over loopback: batch-1 latency (p50, p99), requests/s and errors, per backend and
+protocol, against a bare onnxruntime call on the same row in the same run (the floor the server adds to).
 
-    .venv/bin/python benchmarks/serve_load.py [--run RUN] [--backends torch onnx] [--requests 2000]
-                                              [--concurrency 1 8] [--write]
+    .venv/bin/python benchmarks/serve_load.py [--run RUN] [--backends torch onnx] [--protocols predict v2]
+                                              [--requests 2000] [--concurrency 1 8] [--write]
 
 The server is the real command (``palaestra serve RUN --backend B``) in its own process; this process is the
-client: an asyncio loop with ``httpx.AsyncClient`` and at most ``concurrency`` requests in flight, each one
-row of the run's test split (cycled). Without ``--run``, a penguins MLP (hidden [64, 64]) is trained first.
+client: *concurrency* threads, each with one kept-alive ``http.client`` connection, sending one request at a
+time, each one raw row of the run's test split (cycled), as ``POST /predict``, a KServe v2 ``infer`` request
+(JSON tensors) or an MLflow ``/invocations`` request. The floor: the run's self-contained ONNX file under
+onnxruntime in this process, fed the same rows one at a time (``session.run`` alone, and with ``raw_feed``
+turning the row into its inputs). Without ``--run``, a penguins MLP (hidden [64, 64]) is trained first.
 ``--write`` replaces the "Serving" section of BENCHMARKS.md (appending it if missing).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import http.client
 import json
 import os
 import signal
@@ -21,8 +25,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -30,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.common import machine, machine_line, markdown_table  # noqa: E402
 
 SECTION = "## Serving"
+PATHS = {"predict": "/predict", "v2": "/v2/models/{name}/infer", "invocations": "/invocations"}
 
 
 def free_port() -> int:
@@ -48,66 +56,138 @@ def trained_run(root: Path) -> Path:
 
 
 def test_rows(run_dir: Path) -> list[dict]:
+    """The run's raw test-split rows as JSON records (null for missing), or {"x": array} for an array run."""
     from palaestra.deployment.export import held_out
     from palaestra.runs import Run
 
-    raw = held_out(Run.load(run_dir))
+    run = Run.load(run_dir)
+    raw = held_out(run)
     if hasattr(raw, "columns"):
-        return [{"rows": [r]} for r in json.loads(raw.to_json(orient="records"))]
-    return [{"inputs": [x]} for x in raw.x.tolist()]
+        raw = raw.drop(columns=[c for c in run.preprocessor.targets if c in raw.columns])
+        return json.loads(raw.to_json(orient="records"))
+    return [{"x": x} for x in raw.x.tolist()]
+
+
+def bodies_for(protocol: str, rows: list[dict], meta: dict | None) -> list[bytes]:
+    """One request body per row, in the protocol's shape."""
+    out = []
+    for row in rows:
+        if protocol == "predict":
+            body = {"rows": [row]} if "x" not in row else {"inputs": [row["x"]]}
+        elif protocol == "invocations":
+            body = {"dataframe_records": [row]} if "x" not in row else {"instances": [row["x"]]}
+        else:
+            inputs = []
+            for m in meta["inputs"]:
+                value = row.get(m["name"], row.get("x"))
+                if m["datatype"] == "BYTES":
+                    value = None if value is None else str(value)
+                shape = [1, *(np.shape(value) if isinstance(value, list) else ())]
+                inputs.append({"name": m["name"], "shape": shape, "datatype": m["datatype"],
+                               "data": value if isinstance(value, list) else [value]})
+            body = {"inputs": inputs}
+        out.append(json.dumps(body).encode())
+    return out
 
 
 def start_server(run_dir: Path, backend: str, port: int) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-m", "palaestra", "serve", str(run_dir), "--port", str(port),
                              "--backend", backend], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
-    import httpx
-
     deadline = time.time() + 180
     while time.time() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"server exited: {proc.stderr.read().decode()[-2000:]}")
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            conn.request("GET", "/health")
+            if conn.getresponse().status == 200:
+                conn.close()
                 return proc
-        except httpx.TransportError:
+        except OSError:
             time.sleep(0.2)
     proc.kill()
     raise SystemExit("server did not start in 180 s")
 
 
-async def load(url: str, bodies: list[dict], requests: int, concurrency: int) -> dict:
-    """``requests`` POSTs, at most ``concurrency`` in flight; latency per request, errors, requests/s."""
-    import httpx
-
+def load(port: int, path: str, bodies: list[bytes], requests: int, concurrency: int) -> dict:
+    """``requests`` POSTs from ``concurrency`` threads, each on its own kept-alive connection, one request in
+    flight per thread; latency per request as the client sees it, errors, requests/s."""
     latencies: list[float] = []
-    errors = 0
-    next_i = 0
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
-        for body in bodies[:20]:  # warm-up: connections, first calls
-            await client.post("/predict", json=body)
+    errors = [0]
+    counter = iter(range(requests))
+    lock = threading.Lock()
+    headers = {"Content-Type": "application/json", "Connection": "keep-alive"}
 
-        async def worker() -> None:
-            nonlocal next_i, errors
-            while next_i < requests:
-                body = bodies[next_i % len(bodies)]
-                next_i += 1
-                started = time.perf_counter()
-                try:
-                    r = await client.post("/predict", json=body)
-                    ok = r.status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                latencies.append(time.perf_counter() - started)
-                errors += not ok
+    def worker(warm: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        for body in bodies[:warm]:  # warm-up: the connection, first calls
+            conn.request("POST", path, body, headers)
+            conn.getresponse().read()
+        mine = []
+        while True:
+            with lock:
+                i = next(counter, None)
+            if i is None:
+                break
+            started = time.perf_counter()
+            try:
+                conn.request("POST", path, bodies[i % len(bodies)], headers)
+                response = conn.getresponse()
+                response.read()
+                ok = response.status == 200
+            except (OSError, http.client.HTTPException):
+                ok = False
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            mine.append(time.perf_counter() - started)
+            if not ok:
+                with lock:
+                    errors[0] += 1
+        conn.close()
+        with lock:
+            latencies.extend(mine)
 
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        wall = time.perf_counter() - started
-    latencies.sort()
-    return {"requests": len(latencies), "errors": errors, "rps": len(latencies) / wall,
-            "median_ms": statistics.median(latencies) * 1e3,
-            "p99_ms": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] * 1e3}
+    threads = [threading.Thread(target=worker, args=(10,)) for _ in range(concurrency)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - started
+    return {"requests": len(latencies), "errors": errors[0], "rps": len(latencies) / wall, **percentiles(latencies)}
+
+
+def percentiles(seconds: list[float]) -> dict:
+    ordered = sorted(seconds)
+    return {"p50_ms": statistics.median(ordered) * 1e3,
+            "p99_ms": ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] * 1e3}
+
+
+def bare_onnxruntime(run_dir: Path, rows: list[dict], calls: int, root: Path) -> dict[str, dict]:
+    """The floor: the run's self-contained ONNX file under onnxruntime in this process, batch 1 (one thread)."""
+    from palaestra.deployment.export import RawOnnxRunner, export, raw_columns
+    from palaestra.runs import Run
+
+    run = Run.load(run_dir)
+    if not raw_columns(run):
+        return {}
+    path, _ = export(run, "onnx", root / "bare.onnx")
+    runner = RawOnnxRunner(path, run.preprocessor, threads=1)
+    columns = [{k: [v] for k, v in row.items()} for row in rows]
+    feeds = [runner.feed(c) for c in columns]
+    out: dict[str, dict] = {}
+    for what, step in (("session.run", lambda i: runner.runner.session.run([runner.logits], feeds[i % len(feeds)])),
+                       ("raw_feed + session.run",
+                        lambda i: runner.runner.session.run([runner.logits], runner.feed(columns[i % len(columns)])))):
+        for i in range(20):
+            step(i)
+        times = []
+        for i in range(calls):
+            started = time.perf_counter()
+            step(i)
+            times.append(time.perf_counter() - started)
+        out[what] = percentiles(times)
+    return out
 
 
 def compression_table(root: Path, repeats: int) -> str:
@@ -150,6 +230,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run", help="run directory to serve (default: train a penguins MLP first)")
     p.add_argument("--backends", nargs="+", default=["torch", "onnx"])
+    p.add_argument("--protocols", nargs="+", default=["predict", "v2"], choices=sorted(PATHS))
     p.add_argument("--requests", type=int, default=2000)
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
     p.add_argument("--compress", action="store_true", help="also compress a wide MLP and report the table")
@@ -160,30 +241,45 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="palaestra-serve-bench-") as tmp:
         os.environ.setdefault("PALAESTRA_RUNS", str(Path(tmp) / "index"))
         run_dir = Path(args.run) if args.run else trained_run(Path(tmp))
-        bodies = test_rows(run_dir)
-        rows = []
+        records = test_rows(run_dir)
+        floor = bare_onnxruntime(run_dir, records, args.requests, Path(tmp))
+        for what, r in floor.items():
+            print(f"bare onnxruntime, {what}: {r}", flush=True)
+        rows = [[f"bare onnxruntime ({what})", "-", 1, args.requests, 0, f"{r['p50_ms']:.3f}", f"{r['p99_ms']:.3f}", "-"]
+                for what, r in floor.items()]
         for backend in args.backends:
             port = free_port()
             proc = start_server(run_dir, backend, port)
             try:
-                for c in args.concurrency:
-                    r = asyncio.run(load(f"http://127.0.0.1:{port}", bodies, args.requests, c))
-                    print(f"{backend:5s} concurrency {c}: {r}", flush=True)
-                    rows.append([backend, c, r["requests"], r["errors"], f"{r['median_ms']:.2f}", f"{r['p99_ms']:.2f}",
-                                 f"{r['rps']:.0f}"])
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                conn.request("GET", "/health")
+                name = json.loads(conn.getresponse().read())["model_name"]
+                conn.request("GET", f"/v2/models/{name}")
+                meta = json.loads(conn.getresponse().read())
+                conn.close()
+                for protocol in args.protocols:
+                    bodies = bodies_for(protocol, records, meta)
+                    path = PATHS[protocol].format(name=name)
+                    for c in args.concurrency:
+                        r = load(port, path, bodies, args.requests, c)
+                        print(f"{backend:5s} {protocol:11s} concurrency {c}: {r}", flush=True)
+                        rows.append([backend, path, c, r["requests"], r["errors"], f"{r['p50_ms']:.3f}",
+                                     f"{r['p99_ms']:.3f}", f"{r['rps']:.0f}"])
             finally:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(60)
         compressed = compression_table(Path(tmp), repeats=200) if args.compress else ""
-    table = markdown_table(["backend", "concurrency", "requests", "errors", "median ms", "p99 ms", "requests/s"], rows)
+    table = markdown_table(["backend", "endpoint", "concurrency", "requests", "errors", "p50 ms", "p99 ms",
+                            "requests/s"], rows)
     command = "python benchmarks/serve_load.py " + " ".join(sys.argv[1:])
     what = f"`{args.run}`" if args.run else "a penguins MLP (hidden [64, 64], 30 epochs)"
-    text = (f"{SECTION}\n\n`palaestra serve` under load from a second process on loopback: batch-1 `POST /predict`"
-            f" requests (one raw test-split row each) for {what}, from an asyncio `httpx` client with at most"
-            f" *concurrency* requests in flight. Latency is per request as the client sees it (JSON, HTTP,"
-            f" preprocessing, model, metrics).\n\n{machine_line(info)}; 1-minute load average at start"
-            f" {load_avg:.1f} (other work was running on this machine).\n\nCommand: `{command.strip()}`\n\n"
-            f"{table}\n")
+    text = (f"{SECTION}\n\n`palaestra serve` under load from a second process on loopback: batch-1 requests (one raw"
+            f" test-split row each) for {what}, from *concurrency* client threads, each with one kept-alive"
+            f" connection and one request in flight. Latency is per request as the client sees it (JSON, HTTP,"
+            f" preprocessing, model, metrics). The floor, in the same run: the run's self-contained ONNX file under"
+            f" onnxruntime in the client process (one thread), batch 1, with and without turning the row into its"
+            f" inputs.\n\n{machine_line(info)}; 1-minute load average at start {load_avg:.1f}.\n\n"
+            f"Command: `{command.strip()}`\n\n{table}\n")
     if compressed:
         text += ("\n`palaestra compress` on a penguins MLP with wide layers (hidden [512, 512], 20 epochs), the same"
                  " machine and command; latency is the model's forward pass alone, on one thread (median of 200"

@@ -325,8 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # UserWarnings (library chatter) stay off the terminal; FutureWarning and DeprecationWarning, the
+    # deprecation categories, are left to Python's default filters, not hidden.
     warnings.filterwarnings("ignore", category=UserWarning)
-    warnings.filterwarnings("ignore", category=FutureWarning)
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = COMMANDS[args.command][2]

@@ -218,8 +218,9 @@ def worker_main(argv: list[str] | None = None) -> int:
 
     from palaestra import cli
 
+    # UserWarnings (library chatter) stay off the terminal; FutureWarning and DeprecationWarning, the
+    # deprecation categories, are left to Python's default filters, not hidden.
     warnings.filterwarnings("ignore", category=UserWarning)
-    warnings.filterwarnings("ignore", category=FutureWarning)
     args = cli.build_parser().parse_args(argv)
 
     def train() -> int:

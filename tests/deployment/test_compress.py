@@ -46,7 +46,7 @@ def test_int8_shrinks_a_wide_mlp_with_accuracy_within_one_point(wide_run, tmp_pa
     with safe_open(str(new.path / "model.safetensors"), "pt") as f:
         dtypes = {k: f.get_tensor(k).dtype for k in f.keys()}
     assert dtypes["body.0.weight"] == torch.int8 and dtypes["head.weight"] == torch.int8
-    assert "DynamicQuantizedLinear" in repr(new.model)
+    assert "Int8Linear" in repr(new.model) and new.model.body[0].weight.dtype == torch.int8
     for key in ("latency_ms_batch1", "latency_ms_batch256"):
         assert report["before"][key] > 0 and report["after"][key] > 0
 
@@ -96,10 +96,22 @@ def test_exports_of_int8_models(wide_run, tmp_path):
     assert float_path.stat().st_size / int8_path.stat().st_size >= 2.0
     agree = (predict_exported(int8_path, raw).argmax(1) == run.outputs(raw).argmax(1)).mean()
     assert agree >= 0.98
-    # A compressed (torch int8) run traces to TorchScript exactly, and refuses ONNX with a plain message.
+    # A compressed (int8 weights) run exports to every format with its own outputs (the ONNX exporter folds
+    # the dequantized weights into float constants: for an int8 ONNX file, --quantize int8 above).
     new, _ = compress(run, tmp_path / "c", quantize="int8", repeats=2)
-    _, ts = export(new, "torchscript", tmp_path / "c.pt")
-    assert ts.max_abs_diff <= 1e-4
-    with pytest.raises(UserError, match="--quantize int8"):
-        export(new, "onnx", tmp_path / "c.onnx")
+    for fmt, name in (("onnx", "c.onnx"), ("torch_export", "c.pt2")):
+        path, check = export(new, fmt, tmp_path / name)
+        assert check.max_abs_diff <= 1e-4
+        np.testing.assert_allclose(predict_exported(path, raw), new.outputs(raw), atol=1e-4)
     assert model_inputs(new, raw)[0].shape[0] == len(raw)
+
+
+def test_int8_weights_leave_no_deprecated_torch_quantization(wide_run, tmp_path, recwarn):
+    import warnings
+
+    warnings.simplefilter("always")
+    new, _ = compress(Run.load(wide_run), tmp_path / "c", quantize="int8", repeats=2)
+    Run.load(new.path).outputs(held_out(new))
+    deprecations = [str(w.message) for w in recwarn if issubclass(w.category, DeprecationWarning)
+                    and "quantiz" in str(w.message)]
+    assert not deprecations and not any("torch.ao" in type(m).__module__ for m in new.model.modules())

@@ -13,7 +13,7 @@ from palaestra.runs import Run
 
 
 @pytest.mark.parametrize("fixture", ["penguins_run", "digits_run"])
-@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+@pytest.mark.parametrize("fmt", ["onnx", "torch_export", "torchscript"])
 def test_export_matches_the_run_on_the_test_split(fixture, fmt, request, tmp_path):
     run_dir = request.getfixturevalue(fixture)
     run = Run.load(run_dir)
@@ -28,11 +28,16 @@ def test_export_matches_the_run_on_the_test_split(fixture, fmt, request, tmp_pat
     assert got.shape == want.shape == (test_rows, run.spec.n_outputs)
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
     # The batch dimension is dynamic: one row and a larger batch than the export example both run.
-    runner = ex.load_exported(path, fmt, run.spec.input_names)
-    inputs = ex.model_inputs(run, raw)
-    np.testing.assert_allclose(runner(tuple(t[:1] for t in inputs)), want[:1], atol=1e-4, rtol=0)
     meta = read_json(ex.preprocess_path(path))
-    assert meta["format"] == fmt and meta["input_names"] == run.spec.input_names
+    assert meta["format"] == fmt
+    if meta["inputs"] == ex.RAW:  # a table's ONNX file takes its raw columns
+        assert fmt == "onnx" and meta["input_names"] == run.preprocessor.feature_columns
+        np.testing.assert_allclose(ex.predict_exported(path, raw.head(1)), want[:1], atol=1e-4, rtol=0)
+    else:
+        assert meta["input_names"] == run.spec.input_names
+        runner = ex.load_exported(path, fmt, run.spec.input_names)
+        inputs = ex.model_inputs(run, raw)
+        np.testing.assert_allclose(runner(tuple(t[:1] for t in inputs)), want[:1], atol=1e-4, rtol=0)
 
 
 def test_a_mismatching_export_fails_loudly_and_is_removed(penguins_run, tmp_path, monkeypatch):
@@ -64,3 +69,21 @@ def test_cli_export(penguins_run, tmp_path, capsys):
     assert "max |difference|" in capsys.readouterr().out
     assert main(["export", str(tmp_path / "no-run"), "--format", "torchscript"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_torch_export_is_a_pt2_that_torch_export_load_runs_and_torchscript_says_it_is_deprecated(penguins_run, tmp_path,
+                                                                                              capsys):
+    import torch
+
+    out = tmp_path / "m.pt2"
+    assert main(["export", str(penguins_run), "--format", "torch_export", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "max |difference|" in captured.out and "deprecated" not in captured.err
+    run = Run.load(penguins_run)
+    raw = ex.held_out(run)
+    module = torch.export.load(str(out)).module()  # what a user without palaestra does
+    with torch.inference_mode():
+        got = module(*ex.model_inputs(run, raw)).numpy()
+    np.testing.assert_allclose(got, run.outputs(raw), atol=1e-5, rtol=0)
+    assert main(["export", str(penguins_run), "--format", "torchscript", "--out", str(tmp_path / "m.pt")]) == 0
+    assert "torch_export" in capsys.readouterr().err

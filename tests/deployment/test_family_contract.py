@@ -75,7 +75,7 @@ def tiny_run(request, tmp_path):
     return run, request_rows
 
 
-@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+@pytest.mark.parametrize("fmt", ["onnx", "torch_export", "torchscript"])
 def test_every_family_exports_with_the_runs_outputs(tiny_run, fmt, tmp_path):
     run, rows = tiny_run
     path, check = export(run, fmt, tmp_path / f"model.{fmt}")

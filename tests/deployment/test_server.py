@@ -10,12 +10,11 @@ import socket
 import subprocess
 import sys
 import time
-from contextlib import ExitStack
 
 import httpx
 import numpy as np
 import pytest
-from deploy_helpers import free_port, running
+from deploy_helpers import free_port, lazy_servers, running
 from prometheus_client.parser import text_string_to_metric_families
 from testkit import ROOT
 
@@ -38,15 +37,7 @@ def server(penguins_run, digits_run):
              "penguins-onnx": (penguins_run, {"backend": "onnx"}),
              "digits-torch": (digits_run, {"backend": "torch"}),
              "digits-onnx": (digits_run, {"backend": "onnx"})}
-    started: dict[str, tuple[str, Run]] = {}
-    with ExitStack() as stack:
-        def get(name: str) -> tuple[str, Run]:
-            if name not in started:
-                run_dir, options = specs[name]
-                run = Run.load(run_dir)
-                started[name] = (stack.enter_context(running(build_app(run, **options))), run)
-            return started[name]
-
+    with lazy_servers(specs) as get:
         yield get
 
 

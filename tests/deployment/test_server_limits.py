@@ -107,3 +107,37 @@ def test_a_busy_port_is_a_plain_error(penguins_run):
         r = cli("serve", str(penguins_run), "--port", str(port))
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith("error: cannot listen on")
+
+
+def test_served_connections_send_without_nagles_delay():
+    """Responses go out as written (TCP_NODELAY): with Nagle's algorithm, a response's body waits for the
+    client's delayed ACK of its head, 40 ms on every kept-alive request."""
+    import asyncio
+    import socket as socket_module
+
+    from palaestra.deployment.server import no_delay
+
+    sock = listen("127.0.0.1", free_port())
+    assert sock.proto == socket_module.IPPROTO_TCP
+    seen = []
+
+    async def main():
+        async def handle(reader, writer):
+            conn = writer.get_extra_info("socket")
+            seen.append(conn.getsockopt(socket_module.IPPROTO_TCP, socket_module.TCP_NODELAY))
+            no_delay(conn)  # what the server's protocol does on every connection, whatever asyncio did
+            seen.append(conn.getsockopt(socket_module.IPPROTO_TCP, socket_module.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(handle, sock=sock)
+        _, writer = await asyncio.open_connection(*sock.getsockname()[:2])
+        for _ in range(100):
+            if seen:
+                break
+            await asyncio.sleep(0.01)
+        writer.close()
+        server.close()
+        await server.wait_closed()
+
+    asyncio.run(main())
+    assert seen and all(seen)

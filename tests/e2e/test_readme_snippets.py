@@ -58,6 +58,8 @@ RUN = {
     "compress": f"{PALAESTRA} compress runs/penguins",
     "serve": f"{PALAESTRA} serve runs/penguins --port 8000",
     "curl": "curl -s localhost:8000/predict",
+    "curl_v2": "curl -s localhost:8000/v2/models/penguins-species/infer",
+    "curl_mlflow": "curl -s localhost:8000/invocations",
 }
 
 
@@ -127,7 +129,8 @@ def test_the_tour_runs_as_written(newcomer):
     if shutil.which("curl") is None:
         pytest.skip("curl is not installed")
     readme = readme_runs()
-    train, datasets, predict, evaluate, runs, export, lr_find, compress, serve, curl = (readme[k] for k in RUN)
+    train, datasets, predict, evaluate, runs, export, lr_find, compress, serve, curl, curl_v2, curl_mlflow = (
+        readme[k] for k in RUN)
     r = _sh(train + TINY_TRAIN, cwd, env)
     assert "run: runs/penguins" in r.stdout and (cwd / "runs" / "penguins" / "report.html").is_file()
     assert "penguins" in _sh(datasets, cwd, env).stdout
@@ -164,6 +167,12 @@ def test_the_tour_runs_as_written(newcomer):
         assert "predictions" in body, answer  # a form-encoded body gets 422 instead
         assert body["predictions"][0] in ("Adelie", "Chinstrap", "Gentoo")
         assert abs(sum(body["probabilities"][0].values()) - 1.0) < 1e-4
+        v2 = json.loads(_sh(curl_v2.replace("localhost:8000", f"localhost:{port}"), cwd, env, timeout=60).stdout)
+        outputs = {o["name"]: o for o in v2["outputs"]}
+        assert outputs["label"]["data"][0] in ("Adelie", "Chinstrap", "Gentoo"), v2
+        assert abs(sum(outputs["probabilities"]["data"]) - 1.0) < 1e-4
+        mlflow = json.loads(_sh(curl_mlflow.replace("localhost:8000", f"localhost:{port}"), cwd, env, timeout=60).stdout)
+        assert mlflow["predictions"][0]["prediction"] == body["predictions"][0], mlflow
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:

@@ -9,16 +9,25 @@ from palaestra.cli import bounded_int, command, console, finite_float, port
 from palaestra.errors import UserError
 
 
-@command("export", help="export a run's model to ONNX or TorchScript, checked against the original")
+@command("export", help="export a run's model to ONNX or torch.export (.pt2), checked against the original")
 def cmd_export(args: argparse.Namespace) -> int:
-    from palaestra.deployment.export import export, preprocess_path
+    from palaestra.artifacts import read_json
+    from palaestra.deployment.export import DEPRECATED, RAW, export, preprocess_path
     from palaestra.runs import Run
 
     run = Run.load(args.run)
+    if args.format in DEPRECATED:
+        console(stderr=True).print(f"note: {DEPRECATED[args.format]}")
     path, check = export(run, args.format, args.out, tolerance=args.tolerance, quantize=args.quantize)
     out = console()
     out.print(f"checked on {check.source}: max |difference| {check.max_abs_diff:.3g} (tolerance {check.tolerance:g})")
     out.print(f"model: {path}")
+    meta = read_json(preprocess_path(path))
+    if meta.get("inputs") == RAW:
+        raw = meta["check"]["raw_columns"]
+        out.print(f"self-contained: takes the raw columns ({', '.join(meta['input_names'])}), preprocessing and "
+                  f"decoding in the graph; checked on {raw['rows']} raw rows: max |difference| "
+                  f"{raw['max_abs_diff']:.3g} (tolerance {raw['tolerance']:g})")
     out.print(f"preprocessing: {preprocess_path(path)}")
     return 0
 
@@ -26,8 +35,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 @cmd_export.arguments
 def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="run directory")
-    p.add_argument("--format", required=True, choices=["onnx", "torchscript"])
-    p.add_argument("--out", help="file to write (default: RUN/export/model.onnx or model.pt)")
+    p.add_argument("--format", required=True, choices=["onnx", "torch_export", "torchscript"],
+                   help="onnx; torch_export (torch.export, .pt2); torchscript (deprecated in torch: use torch_export)")
+    p.add_argument("--out", help="file to write (default: RUN/export/model.onnx, model.pt2 or model.pt)")
     p.add_argument("--quantize", choices=["int8"], default=None, help="ONNX only: onnxruntime's dynamic int8 quantizer")
     p.add_argument("--tolerance", type=finite_float, default=None,
                    help="largest allowed output difference (default 1e-4; int8: 5%% of the largest output)")
@@ -60,13 +70,14 @@ def _compress_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="run directory")
     p.add_argument("--prune", type=finite_float, default=None, metavar="FRACTION",
                    help="zero this fraction of the smallest-magnitude weights (Linear and Conv layers)")
-    p.add_argument("--quantize", choices=["int8"], default=None, help="dynamic int8 quantization of Linear layers")
+    p.add_argument("--quantize", choices=["int8"], default=None,
+                   help="int8 weights for Linear layers (weight-only; for int8 arithmetic export with --quantize int8)")
     p.add_argument("--finetune-epochs", type=bounded_int(0, 100_000, "an epoch count"), default=0, help="epochs of fine-tuning after pruning (default 0)")
     p.add_argument("--out", help="run directory to create (default: runs/NAME-compressed-TIMESTAMP)")
     p.add_argument("--repeats", type=bounded_int(1, 1_000_000, "a repeat count"), default=200, help="timed calls per latency figure (median; default 200)")
 
 
-@command("serve", help="serve a run over HTTP: /predict, /health, /metrics, /openapi.json")
+@command("serve", help="serve a run over HTTP: /predict, KServe v2 (/v2/...), MLflow (/invocations), /health, /metrics")
 def cmd_serve(args: argparse.Namespace) -> int:
     import logging
 
@@ -94,7 +105,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     serve(run, args.host, args.port, backend=args.backend, token=token, max_body_bytes=args.max_body_bytes,
           max_rows=args.max_rows, timeout=args.timeout, prediction_log=plog, protect_all=args.protect_all,
           header_timeout=args.header_timeout, body_timeout=args.header_timeout * 3,
-          max_connections=args.max_connections)
+          max_connections=args.max_connections, model_name=args.model_name)
     return 0
 
 
@@ -104,7 +115,9 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=port, default=8000)
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch")
-    p.add_argument("--token-env", metavar="VAR", help="require 'Authorization: Bearer $VAR' on /predict "
+    p.add_argument("--model-name", metavar="NAME", help="the model's name in the Open Inference Protocol's "
+                                                        "/v2/models/NAME (default: the run's name, as `palaestra runs` lists it)")
+    p.add_argument("--token-env", metavar="VAR", help="require 'Authorization: Bearer $VAR' on the prediction endpoints (/predict, /invocations, /v2/.../infer) "
                                                       "(and, with --protect-all, on every endpoint but /health)")
     p.add_argument("--protect-all", action="store_true",
                    help="with --token-env: also require the token on /metrics, /docs and /openapi.json "

@@ -1,6 +1,7 @@
-"""Compression: magnitude pruning (``torch.nn.utils.prune``) and dynamic int8 quantization of Linear layers
-(``torch.ao.quantization.quantize_dynamic``), written as a new run directory whose weights are stored as
-``palaestra.models.compressed`` describes.
+"""Compression: magnitude pruning (``torch.nn.utils.prune``) and int8 weights for Linear layers
+(``palaestra.models.compressed.Int8Linear``: weight-only, per-tensor symmetric), written as a new run directory
+whose weights are stored as ``palaestra.models.compressed`` describes. For int8 arithmetic at inference time,
+export the original run with ``palaestra export RUN --format onnx --quantize int8`` (onnxruntime's quantizer).
 """
 
 from __future__ import annotations
@@ -80,8 +81,8 @@ def finetune(run: Run, model: nn.Module, epochs: int) -> None:
 def latency_ms(model: nn.Module, inputs: tuple[torch.Tensor, ...], batch: int, repeats: int) -> float:
     """Median wall time of ``repeats`` forward passes on a batch of ``batch`` rows (inputs tiled to fill it).
 
-    Timed on one thread: float kernels would otherwise use torch's thread pool and int8 kernels not, and on a
-    busy machine the pool's synchronisation, not the arithmetic, would decide the comparison.
+    Timed on one thread: on a busy machine the thread pool's synchronisation, not the arithmetic, would
+    otherwise decide the comparison.
     """
     n = len(inputs[0])
     idx = torch.arange(batch) % n

@@ -1,8 +1,10 @@
-"""Export a run's model to ONNX or TorchScript, checked against the original on held-out rows.
+"""Export a run's model to ONNX, ``torch.export`` (``.pt2``) or TorchScript, checked against the original on
+held-out rows.
 
-An export is three files: the model (``model.onnx`` / ``model.pt``), ``FILE.preprocess.json`` (the fitted
-preprocessing, so raw rows can be fed) and nothing else to trust: the check runs at export time and a
-mismatch past the tolerance is an error, not a warning.
+An export is two files: the model (``model.onnx`` / ``model.pt2`` / ``model.pt``) and ``FILE.preprocess.json``
+(the fitted preprocessing, so raw rows can be fed); nothing else to trust: the check runs at export time and a
+mismatch past the tolerance is an error, not a warning. TorchScript (``torch.jit``) is deprecated in torch
+and kept only for existing users: ``torch_export`` replaces it.
 
 >>> from palaestra.runs import Run
 >>> path = export(Run.load("runs/penguins"), "onnx")  # doctest: +SKIP
@@ -11,7 +13,6 @@ mismatch past the tolerance is an error, not a warning.
 from __future__ import annotations
 
 import io
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,11 @@ from palaestra.data.spec import FeatureSpec
 from palaestra.errors import ArtifactError, UserError
 from palaestra.runs import Run
 
-FORMATS = {"onnx": "model.onnx", "torchscript": "model.pt"}
+FORMATS = {"onnx": "model.onnx", "torch_export": "model.pt2", "torchscript": "model.pt"}
+DEPRECATED = {"torchscript": "TorchScript (torch.jit) is deprecated in torch: export with --format torch_export "
+                             "(torch.export, a .pt2 file loaded with torch.export.load) instead"}
 TOLERANCE = 1e-4
+RAW = "raw-columns"  # preprocess.json "inputs" of a self-contained ONNX file (as onnx_graph.RAW)
 INT8_TOLERANCE = 0.05  # relative to the largest output magnitude: int8 weights move logits by a few percent
 
 
@@ -92,9 +96,10 @@ def model_inputs(run: Run, raw: pd.DataFrame | ArrayData | np.ndarray) -> tuple[
     return tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in arrays)
 
 
-def check_inputs(run: Run) -> tuple[tuple[torch.Tensor, ...], str]:
-    """The inputs an export is checked on, and where they came from."""
-    raw = held_out(run)
+def check_inputs(run: Run, raw: pd.DataFrame | ArrayData | None = None) -> tuple[tuple[torch.Tensor, ...], str]:
+    """The inputs an export is checked on, and where they came from (``raw``: the held-out rows, if read
+    already)."""
+    raw = held_out(run) if raw is None else raw
     if raw is not None:
         inputs = model_inputs(run, raw)
         return inputs, f"{len(inputs[0])} held-out test rows"
@@ -107,8 +112,9 @@ def check_inputs(run: Run) -> tuple[tuple[torch.Tensor, ...], str]:
 class TorchRunner:
     """Runs a ``torch.nn.Module`` (or a TorchScript module) on numpy/tensor inputs -> numpy outputs."""
 
-    def __init__(self, model: torch.nn.Module):
-        self.model = model.eval()
+    def __init__(self, model: torch.nn.Module, set_eval: bool = True):
+        # A torch.export program was captured in eval mode and refuses a call to its .eval().
+        self.model = model.eval() if set_eval else model
 
     def __call__(self, inputs: tuple[Any, ...]) -> np.ndarray:
         tensors = [torch.as_tensor(np.ascontiguousarray(a)) for a in inputs]
@@ -177,29 +183,45 @@ def to_onnx(model: torch.nn.Module, example: tuple[torch.Tensor, ...], input_nam
     axes = {name: {0: "batch"} for name in input_names}
     axes["output"] = {0: "batch"}
     buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        # The TorchScript-based exporter (dynamo=False) handles these plain feed-forward graphs in a
-        # fraction of a second; the dynamo exporter adds no value here and much start-up time.
-        torch.onnx.export(model, example, buffer, input_names=input_names, output_names=["output"],
-                          dynamic_axes=axes, opset_version=opset, dynamo=False)
+    # The TorchScript-based exporter (dynamo=False) handles these plain feed-forward graphs in a fraction of a
+    # second; the torch.export-based one takes 1-4 s a model here (serve --backend onnx exports at start-up).
+    # torch marks the former deprecated: its DeprecationWarning is left to Python's filters, not hidden.
+    torch.onnx.export(model, example, buffer, input_names=input_names, output_names=["output"],
+                      dynamic_axes=axes, opset_version=opset, dynamo=False)
+    atomic_write(path, buffer.getvalue())
+
+
+def to_torch_export(model: torch.nn.Module, example: tuple[torch.Tensor, ...], path: Path) -> None:
+    """``torch.export.export`` with a dynamic batch dimension on every input, saved as a ``.pt2`` archive."""
+    batch = torch.export.Dim("batch", min=1)
+    shapes = torch.export.ShapesCollection()  # by tensor, whatever the signature (forward(x, *texts) too)
+    for t in example:
+        shapes[t] = {0: batch}
+    program = torch.export.export(model, example, dynamic_shapes=shapes, strict=False)
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer)
     atomic_write(path, buffer.getvalue())
 
 
 def to_torchscript(model: torch.nn.Module, example: tuple[torch.Tensor, ...], path: Path) -> None:
-    """``torch.jit.trace``: the models are feed-forward with no data-dependent control flow."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        traced = torch.jit.trace(model, example, check_trace=False)
+    """``torch.jit.trace`` (deprecated in torch; kept for existing users): the models are feed-forward with no
+    data-dependent control flow."""
+    traced = torch.jit.trace(model, example, check_trace=False)
     buffer = io.BytesIO()
     torch.jit.save(traced, buffer)
     atomic_write(path, buffer.getvalue())
 
 
 def load_exported(path: str | Path, fmt: str, input_names: list[str]):
-    """A runner for an exported file (``onnx`` or ``torchscript``)."""
+    """A runner for an exported file (``onnx``, ``torch_export`` or ``torchscript``)."""
     if fmt == "onnx":
         return OnnxRunner(path, input_names)
+    if fmt == "torch_export":
+        try:
+            return TorchRunner(torch.export.load(str(path)).module(), set_eval=False)
+        except (RuntimeError, ValueError, KeyError, OSError) as exc:
+            raise ArtifactError(f"{path} is not a loadable torch.export program: "
+                                f"{str(exc).splitlines()[0][:200]}") from None
     try:
         return TorchRunner(torch.jit.load(str(path), map_location="cpu"))
     except RuntimeError as exc:
@@ -223,18 +245,19 @@ def quantize_onnx(source: Path, target: Path) -> None:
 
 def export(run: Run, fmt: str, out: str | Path | None = None, tolerance: float | None = None,
            quantize: str | None = None) -> tuple[Path, Check]:
-    """Export ``run.model`` as ``fmt`` (``onnx`` | ``torchscript``), check it, and write the preprocessing beside it.
+    """Export ``run.model`` as ``fmt`` (``onnx`` | ``torch_export`` | ``torchscript``), check it, and write the
+    preprocessing beside it.
 
     ``quantize="int8"`` (ONNX only) applies onnxruntime's dynamic int8 quantizer. Returns the exported file
     and the check; raises ``UserError`` if outputs differ by more than ``tolerance`` (default 1e-4; for int8,
     5% of the largest output magnitude, at least 0.05).
     """
     if fmt not in FORMATS:
-        raise UserError(f"unknown export format '{fmt}': choose onnx or torchscript")
+        raise UserError(f"unknown export format '{fmt}': choose onnx, torch_export or torchscript")
     if quantize not in (None, "int8"):
         raise UserError(f"unknown quantization '{quantize}': only int8 is available")
     if quantize and fmt != "onnx":
-        raise UserError("int8 export is for ONNX (onnxruntime's quantizer); for a smaller TorchScript model "
+        raise UserError(f"int8 export is for ONNX (onnxruntime's quantizer); for a smaller {fmt} model "
                         "compress the run first: palaestra compress RUN --quantize int8")
     if out is None:
         if run.path is None:
@@ -244,24 +267,26 @@ def export(run: Run, fmt: str, out: str | Path | None = None, tolerance: float |
     if out.is_dir():
         out = out / FORMATS[fmt]
     model = run.model.eval()
-    if fmt == "onnx" and any(".quantized." in type(m).__module__ for m in model.modules()):
-        # torch's int8 kernels have no ONNX equivalent; onnxruntime quantizes the float graph itself.
-        raise UserError("this run's model is int8-quantized (palaestra compress), which ONNX cannot express: "
-                        "export the original run with --format onnx --quantize int8 instead")
     names = list(run.spec.input_names)
-    inputs, source = check_inputs(run)
+    held = held_out(run)  # read once: the network and the self-contained graph are checked on the same rows
+    inputs, source = check_inputs(run, held)
     make_dir(out.parent)
+    # A table run's ONNX file takes the raw columns: the network is wrapped in its preprocessing and decoding.
+    wrap = fmt == "onnx" and raw_columns(run)
     # Everything is written and checked under hidden temporary names beside `out`; only a checked model is
     # renamed (atomically) to `out`, so a kill at any point leaves the old file or none, never an unchecked one.
-    temps = [temp_path(out)] + ([temp_path(out)] if quantize else [])
+    temps = [temp_path(out) for _ in range(1 + bool(quantize) + bool(wrap))]
     try:
-        check = _write_checked(model, fmt, temps, names, inputs, source, tolerance, quantize)
+        network = temps[:len(temps) - bool(wrap)]
+        check = _write_checked(model, fmt, network, names, inputs, source, tolerance, quantize)
+        wrapped = _wrap_checked(run, network[-1], temps[-1], held) if wrap else None
         write_json(preprocess_path(out), {
             "version": 1, "format": fmt, "preprocessor": run.preprocessor.to_dict(), "spec": run.spec.to_dict(),
-            "input_names": names, "quantize": quantize,
+            "input_names": list(run.preprocessor.feature_columns) if wrap else names, "quantize": quantize,
+            "inputs": RAW if wrap else "encoded",
             "output": "logits" if run.spec.task == "classification" else "values (training scale)",
             "check": {"rows": check.rows, "source": check.source, "max_abs_diff": check.max_abs_diff,
-                      "tolerance": check.tolerance}})
+                      "tolerance": check.tolerance, **({"raw_columns": wrapped} if wrapped else {})}})
         commit(temps[-1], out)
     finally:
         for tmp in temps:
@@ -279,6 +304,8 @@ def _write_checked(model: torch.nn.Module, fmt: str, temps: list[Path], names: l
             to_onnx(model, example, names, temps[0])
             if quantize:
                 quantize_onnx(temps[0], temps[1])
+        elif fmt == "torch_export":
+            to_torch_export(model, example, temps[0])
         else:
             to_torchscript(model, example, temps[0])
     except (RuntimeError, TypeError, ValueError, NotImplementedError) as exc:
@@ -295,6 +322,82 @@ def _write_checked(model: torch.nn.Module, fmt: str, temps: list[Path], names: l
     return check
 
 
+def raw_columns(run: Run) -> bool:
+    """Whether the run reads table rows, so that its ONNX export can take the raw columns."""
+    pre = run.preprocessor
+    return hasattr(pre, "features") and getattr(pre, "array", None) is None
+
+
+class RawOnnxRunner:
+    """A self-contained ONNX file (raw columns in) under onnxruntime: ``outputs(columns)`` -> {name: array}."""
+
+    def __init__(self, path: str | Path, pre: Any, threads: int | None = None):
+        from palaestra.deployment.onnx_graph import output_names
+
+        self.pre = pre
+        self.runner = OnnxRunner(path, [], threads)
+        self.output_names = [o.name for o in self.runner.session.get_outputs()]
+        self.names = output_names(pre)  # "label" -> the graph's name for it
+        self.logits = self.names["logits"]
+
+    def feed(self, columns: Any) -> dict[str, np.ndarray]:
+        """Raw columns (a frame or a mapping of column -> values) -> the graph's inputs."""
+        from palaestra.deployment.onnx_graph import raw_feed
+
+        return raw_feed(self.pre, columns)
+
+    def outputs(self, feed: dict[str, np.ndarray], names: list[str] | None = None) -> dict[str, np.ndarray]:
+        names = names or self.output_names
+        return dict(zip(names, self.runner.session.run(names, feed), strict=True))
+
+    def __call__(self, columns: Any) -> np.ndarray:
+        """The network's outputs (logits, or values on the training scale) for raw columns."""
+        return np.asarray(self.outputs(self.feed(columns), [self.logits])[self.logits], dtype=np.float32)
+
+
+def _wrap_checked(run: Run, network_path: Path, target: Path, held: Any, tolerance: float = 1e-5) -> dict[str, Any]:
+    """Wrap the checked network ONNX file into a self-contained one at ``target`` and check that, fed raw
+    columns, it gives the network's own outputs on the encoded ones, and ``palaestra predict``'s labels and
+    probabilities (or values) decoded from them: on held-out rows and on rows with missing and unseen values."""
+    import onnx
+
+    from palaestra.deployment import onnx_graph
+
+    pre = run.preprocessor
+    network = onnx.load(str(network_path))
+    try:
+        model = onnx_graph.self_contained(network, pre, run.spec.n_outputs)
+    except (onnx.checker.ValidationError, ValueError) as exc:
+        raise UserError(f"cannot wrap the ONNX model in its preprocessing: {str(exc).splitlines()[0][:300]}") from None
+    atomic_write(target, model.SerializeToString())
+    wrapped, plain = RawOnnxRunner(target, pre), OnnxRunner(network_path, list(run.spec.input_names))
+    frames = [("probe rows with missing and unseen values", onnx_graph.probe_rows(pre))]
+    if isinstance(held, pd.DataFrame):
+        frames.insert(0, ("held-out test rows", held.drop(columns=[c for c in pre.targets if c in held.columns])))
+    worst, rows = 0.0, 0
+    for what, frame in frames:
+        named = wrapped.outputs(wrapped.feed(frame))
+        got = {short: named[full] for short, full in wrapped.names.items()}
+        want_logits = plain(pre.inputs(frame))
+        diffs = [float(np.max(np.abs(got["logits"] - want_logits)))]
+        several = len(pre.outputs) > 1
+        for d in pre.decode(want_logits):
+            prefix = f"{d.name}." if several else ""
+            if d.probabilities is not None:
+                if [str(v) for v in got[f"{prefix}label"].tolist()] != [str(v) for v in d.predictions.tolist()]:
+                    raise UserError(f"the self-contained ONNX model's labels differ from the run's on {what}: "
+                                    f"nothing written")
+                diffs.append(float(np.max(np.abs(got[f"{prefix}probabilities"] - d.probabilities))))
+            else:
+                scale = max(1.0, float(np.max(np.abs(d.predictions))))
+                diffs.append(float(np.max(np.abs(got[f"{prefix}prediction"] - d.predictions))) / scale)
+        worst, rows = max(worst, *diffs), rows + len(frame)
+        if worst > tolerance:
+            raise UserError(f"the self-contained ONNX model differs from the run by {worst:.3g} on {what} "
+                            f"(tolerance {tolerance:g}): nothing written")
+    return {"rows": rows, "max_abs_diff": worst, "tolerance": tolerance}
+
+
 def preprocess_path(exported: str | Path) -> Path:
     """Where the fitted preprocessing of an exported model lives: ``FILE.preprocess.json``."""
     exported = Path(exported)
@@ -305,5 +408,7 @@ def predict_exported(path: str | Path, raw: pd.DataFrame | ArrayData | np.ndarra
     """Raw rows -> outputs with only an exported file and its preprocessing JSON (no run directory)."""
     meta = read_json(preprocess_path(path))
     pre = preprocessor_from_dict(meta["preprocessor"])
+    if meta.get("inputs") == RAW:
+        return RawOnnxRunner(path, pre)(raw)
     runner = load_exported(path, meta["format"], meta["input_names"])
     return runner(pre.inputs(raw))

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily
 
@@ -57,10 +56,11 @@ class _Feature:
         self.expected = np.asarray(list(expected) + ([0.0] if kind == "categorical" else []), np.float64)
         self.counts = np.zeros(len(self.expected), np.int64)
 
-    def update(self, series: pd.Series) -> None:
+    def update(self, series: Any) -> None:
+        """``series``: the feature's incoming values (a Series, an array or a list)."""
         # Plain Python over the values: a request holds few rows, and pandas' per-call overhead would
         # cost more than the prediction itself.
-        values = [_normalise(v) for v in series.tolist()]
+        values = [_normalise(v) for v in (series.tolist() if hasattr(series, "tolist") else list(series))]
         if self.kind == "categorical":
             unknown = len(self.counts) - 1
             codes = [self.lookup.get(MISSING if v is None else str(v), unknown) for v in values]
@@ -115,11 +115,12 @@ class DriftMonitor:
             elif isinstance(col, NumericFeature) and len(col.bins) > 1 and col.freqs:
                 self.features.append(_Feature(col.name, "numeric", col.freqs, edges=col.bins))
 
-    def observe_rows(self, frame: pd.DataFrame) -> None:
+    def observe_rows(self, frame: Any, n: int | None = None) -> None:
+        """``frame``: incoming raw rows, a frame or a mapping of column -> values (of ``n`` rows)."""
         with self.lock:
-            self.rows += len(frame)
+            self.rows += len(frame) if n is None else n
             for f in self.features:
-                if f.name in frame.columns:
+                if f.name in frame:
                     f.update(frame[f.name])
 
     def observe_standardized(self, x: np.ndarray) -> None:

@@ -10,7 +10,6 @@ naming the field; a 500 means a bug in the server, never bad input.
 # No `from __future__ import annotations`: FastAPI reads the request model from the live annotation.
 import asyncio
 import errno
-import hmac
 import logging
 import os
 import socket
@@ -27,25 +26,24 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, create_model
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from palaestra.artifacts import read_json
 from palaestra.data.features import BinaryFeature, CategoryFeature, NumericFeature
-from palaestra.deployment.export import OnnxRunner, TorchRunner, export
+from palaestra.data.spec import Decoded
+from palaestra.deployment import routes
+from palaestra.deployment.export import OnnxRunner, RawOnnxRunner, TorchRunner, export
+from palaestra.deployment.guard import BODY_TIMEOUT, Guard, error_body, protocol_of
 from palaestra.deployment.monitoring import Metrics, PredictionLog, environment_warnings
 from palaestra.errors import ArtifactError, UserError, redact_logs
-from palaestra.runs import Run, finite_outputs
+from palaestra.runs import Run, finite_outputs, run_name
 
 log = logging.getLogger("palaestra.serve")
-ENDPOINTS = ("/predict", "/health", "/metrics", "/openapi.json", "/docs")
-# With a token: /predict always needs it; with protect_all, every endpoint but /health does (/metrics shows the
-# prediction and input distributions, /docs and /openapi.json the input schema and the training categories).
-OPEN_ENDPOINTS = ("/health",)
 MAX_BODY_BYTES = 1 << 20
 MAX_ROWS = 10_000
 # Slow clients: a request's headers must arrive within HEADER_TIMEOUT seconds of the connection (or of the last
 # response on a kept-alive one), its body within BODY_TIMEOUT; at most MAX_CONNECTIONS at once (then 503).
 HEADER_TIMEOUT = 10.0
-BODY_TIMEOUT = 30.0
 MAX_CONNECTIONS = 64
 MAX_HEADER_BYTES = 16 << 10
 
@@ -71,33 +69,58 @@ class Predictor:
         self.run, self.backend = run, backend
         self.pre = run.preprocessor
         self._tmp = None
+        # With the ONNX backend a table run's graph holds its preprocessing: requests feed it their raw columns
+        # (a mapping of column -> values; no pandas frame is built) and it runs once per request.
+        self.columns = backend == "onnx" and takes_rows(run)
         if backend == "torch":
-            self.runner = TorchRunner(run.model)
+            self.runner: Any = TorchRunner(run.model)
         elif backend == "onnx":
             # Exported (and checked against the torch model) at start-up, into a directory of our own.
             self._tmp = tempfile.TemporaryDirectory(prefix="palaestra-serve-")
             path, _ = export(run, "onnx", out=os.path.join(self._tmp.name, "model.onnx"))
-            self.runner = OnnxRunner(path, list(run.spec.input_names))
+            self.runner = RawOnnxRunner(path, self.pre) if self.columns else OnnxRunner(path, list(run.spec.input_names))
         else:
             raise UserError(f"unknown backend '{backend}': choose torch or onnx")
 
-    def inputs(self, raw: pd.DataFrame | np.ndarray) -> tuple[np.ndarray, ...]:
+    def inputs(self, raw: Any) -> Any:
+        """Raw rows (a frame, or with ``columns`` a mapping of column -> values) or arrays -> the model's inputs."""
+        if self.columns:
+            return self.runner.feed(raw)
         return tuple(self.pre.inputs(raw))
 
-    def predict(self, inputs: tuple[np.ndarray, ...]) -> tuple[list[Any], list[dict[str, Any]] | None]:
+    def decode(self, inputs: Any) -> list[Decoded]:
+        if self.columns:
+            outputs = self.runner.outputs(inputs, [self.runner.logits])[self.runner.logits]
+        else:
+            outputs = self.runner(inputs)
         # The same decoding as Run.predict (the preprocessor's one path from outputs to answers).
-        decoded = self.pre.decode(finite_outputs(self.runner(inputs)))  # NaN/inf: 422
-        answers = [([_plain(v) for v in d.predictions],
-                    None if d.probabilities is None else
-                    [dict(zip([str(c) for c in d.classes or []], map(float, p), strict=True)) for p in d.probabilities])
-                   for d in decoded]
-        if len(decoded) == 1:
-            return answers[0]
-        n = len(answers[0][0])
-        predictions = [{d.name: a[0][i] for d, a in zip(decoded, answers, strict=True)} for i in range(n)]
-        probabilities = [{d.name: a[1][i] for d, a in zip(decoded, answers, strict=True) if a[1] is not None}
-                         for i in range(n)]
-        return predictions, probabilities if any(probabilities) else None
+        return self.pre.decode(finite_outputs(np.asarray(outputs, dtype=np.float32)))  # NaN/inf: 4xx
+
+    def predict(self, inputs: tuple[np.ndarray, ...]) -> tuple[list[Any], list[dict[str, Any]] | None]:
+        return answers(self.decode(inputs))
+
+
+def answers(decoded: list[Decoded]) -> tuple[list[Any], list[dict[str, Any]] | None]:
+    """Decoded targets -> /predict's JSON: predictions, and {class: p} per row (None for regression)."""
+    per_target = [([_plain(v) for v in d.predictions],
+                   None if d.probabilities is None else
+                   [dict(zip([str(c) for c in d.classes or []], map(float, p), strict=True)) for p in d.probabilities])
+                  for d in decoded]
+    if len(decoded) == 1:
+        return per_target[0]
+    n = len(per_target[0][0])
+    predictions = [{d.name: a[0][i] for d, a in zip(decoded, per_target, strict=True)} for i in range(n)]
+    probabilities = [{d.name: a[1][i] for d, a in zip(decoded, per_target, strict=True) if a[1] is not None}
+                     for i in range(n)]
+    return predictions, probabilities if any(probabilities) else None
+
+
+def records(raw: Any) -> list[dict[str, Any]]:
+    """Rows (a frame, or a mapping of column -> values) as one {column: value} per row."""
+    if isinstance(raw, pd.DataFrame):
+        return raw.to_dict("records")
+    names = list(raw)
+    return [dict(zip(names, row, strict=True)) for row in zip(*(list(raw[c]) for c in names), strict=True)]
 
 
 def _plain(v: Any) -> Any:
@@ -153,102 +176,66 @@ def _field_name(loc: tuple | list) -> str:
     return out or "body"
 
 
-# --- guard: auth, body limit, request metrics -------------------------------------------------------------------
-
-
-class Guard:
-    """ASGI middleware that runs before any parsing: bearer token (401), body size (413), metrics."""
-
-    def __init__(self, app, metrics: Metrics, token: str | None, max_body: int, protect_all: bool = False,
-                 body_timeout: float = BODY_TIMEOUT):
-        self.app, self.metrics, self.max_body, self.protect_all = app, metrics, max_body, protect_all
-        self.token = f"Bearer {token}".encode() if token else None
-        self.body_timeout = body_timeout
-
-    def protected(self, path: str) -> bool:
-        """Whether ``path`` needs the token: /predict always; with protect_all, everything but /health."""
-        return path == "/predict" or (self.protect_all and path not in OPEN_ENDPOINTS)
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        path, started, status = scope["path"], time.perf_counter(), [500]
-
-        async def send_status(message):
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-            await send(message)
-
-        try:
-            headers = dict(scope.get("headers") or [])
-            if self.token and self.protected(path):
-                given = headers.get(b"authorization", b"")
-                if not hmac.compare_digest(given, self.token):
-                    return await _reply(scope, send_status, 401, "missing or wrong bearer token (Authorization: Bearer TOKEN)",
-                                        [(b"www-authenticate", b"Bearer")])
-            if scope["method"] in ("POST", "PUT", "PATCH"):
-                try:
-                    declared = int(headers.get(b"content-length", b"0") or 0)
-                except ValueError:
-                    return await _reply(scope, send_status, 400, "invalid Content-Length header")
-                if declared > self.max_body:
-                    return await _reply(scope, send_status, 413, f"request body over the limit of {self.max_body} bytes")
-                try:  # a trickling body does not hold a worker
-                    body = await asyncio.wait_for(self._read_body(receive), self.body_timeout)
-                except asyncio.TimeoutError:
-                    return await _reply(scope, send_status, 408, f"request body not received within "
-                                                                 f"{self.body_timeout:g} s")
-                if body is None:  # the client went away
-                    return
-                if len(body) > self.max_body:
-                    return await _reply(scope, send_status, 413, f"request body over the limit of {self.max_body} bytes")
-                receive = _replay(bytes(body), receive)
-            await self.app(scope, receive, send_status)
-        finally:
-            endpoint = path if path in ENDPOINTS else "other"  # bounded label values, whatever clients send
-            self.metrics.observe_request(endpoint, status[0], time.perf_counter() - started)
-
-
-    async def _read_body(self, receive) -> bytearray | None:
-        body, more = bytearray(), True
-        while more:  # chunked bodies carry no length: count as they arrive
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return None
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-            if len(body) > self.max_body:
-                break
-        return body
-
-
-def _replay(body: bytes, receive):
-    sent = False
-
-    async def replay():
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
-
-
-async def _reply(scope, send, status: int, detail: str, headers: list[tuple[bytes, bytes]] = ()) -> None:
-    response = JSONResponse({"detail": detail}, status_code=status, headers={k.decode(): v.decode() for k, v in headers})
-    await response(scope, None, send)
-
-
 # --- the app ---------------------------------------------------------------------------------------------------
+
+
+class Serving:
+    """What every protocol's endpoint shares: raw rows (a frame) or arrays -> decoded predictions, computed in
+    the worker pool under the time limit, counted in the metrics and drift, and written to the prediction log.
+
+    Raises ``UserError`` for values the preprocessing or the model cannot use, and ``TimeoutError`` past the
+    limit; each protocol turns them into its own 4xx/503 shape.
+    """
+
+    def __init__(self, run: Run, predictor: Predictor, metrics: Metrics, timeout: float, max_rows: int,
+                 prediction_log: PredictionLog | None, name: str, backend: str):
+        self.run, self.predictor, self.metrics, self.timeout = run, predictor, metrics, timeout
+        self.max_rows, self.prediction_log, self.name, self.backend = max_rows, prediction_log, name, backend
+        self.pre = run.preprocessor
+        self.tables = takes_rows(run)
+        self.executor = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="predict")
+
+    def table(self, columns: dict[str, Any]) -> Any:
+        """Raw columns (column -> values) as the predictor reads them: as they are for a graph that holds its
+        preprocessing (no pandas on the request path), else a frame."""
+        return columns if self.predictor.columns else pd.DataFrame(columns)
+
+    def work(self, build: Any, logged: Any = None) -> tuple[list[Decoded], tuple[list, Any]]:
+        """Synchronously: (decoded targets, /predict's (predictions, probabilities)). ``build``: a function
+        returning the raw rows (a frame, or ``table``'s columns) or arrays, called here, in the worker, not on
+        the event loop. ``logged``: the rows as the prediction log records them (default: the rows as
+        records, or the arrays as lists)."""
+        raw = build()
+        inputs = self.predictor.inputs(raw)
+        decoded = self.predictor.decode(inputs)
+        predictions, probabilities = answers(decoded)
+        self.metrics.observe_predictions(predictions)
+        if self.tables:
+            self.metrics.drift.observe_rows(raw, len(predictions))
+        elif inputs[0].ndim >= 2 and np.issubdtype(inputs[0].dtype, np.floating):
+            self.metrics.drift.observe_standardized(inputs[0])
+        if self.prediction_log is not None:
+            if logged is None:
+                logged = records(raw) if self.tables else np.asarray(raw).tolist()
+            self.prediction_log.write(logged, predictions, probabilities)
+        return decoded, (predictions, probabilities)
+
+    async def __call__(self, build: Any, logged: Any = None) -> tuple[list[Decoded], tuple[list, Any]]:
+        loop = asyncio.get_running_loop()
+        try:
+            return await asyncio.wait_for(loop.run_in_executor(self.executor, self.work, build, logged), self.timeout)
+        except asyncio.TimeoutError:  # (an alias of TimeoutError only from Python 3.11)
+            raise TimeoutError(f"prediction took longer than {self.timeout:g} s") from None
 
 
 def build_app(run: Run, backend: Literal["torch", "onnx"] = "torch", token: str | None = None,
               max_body_bytes: int = MAX_BODY_BYTES, max_rows: int = MAX_ROWS, timeout: float = 30.0,
               prediction_log: PredictionLog | None = None, protect_all: bool = False,
-              body_timeout: float = BODY_TIMEOUT) -> FastAPI:
-    """The FastAPI app serving ``run``. ``token``: required as ``Authorization: Bearer TOKEN`` on /predict,
-    and with ``protect_all`` on every endpoint but /health (/metrics, /docs, /openapi.json too)."""
+              body_timeout: float = BODY_TIMEOUT, model_name: str | None = None) -> FastAPI:
+    """The FastAPI app serving ``run``: /predict, the Open Inference Protocol under /v2 (the model named
+    ``model_name``, by default the run's name) and MLflow's /invocations. ``token``: required as
+    ``Authorization: Bearer TOKEN`` on the prediction endpoints, and with ``protect_all`` on every endpoint but
+    the health probes (/metrics, /docs, /openapi.json and the model metadata too)."""
     predictor = Predictor(run, backend)
     metrics = Metrics(run.preprocessor, run.spec.task)
     warnings = []
@@ -259,15 +246,21 @@ def build_app(run: Run, backend: Literal["torch", "onnx"] = "torch", token: str 
             warnings = [str(exc)]
     for w in warnings:
         log.warning("environment differs from training: %s", w)
-    executor = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="predict")
-    tables = takes_rows(run)
+    name = model_name or run_name(run.config, getattr(run.preprocessor, "target", None)).replace("/", "-")
+    if not name or "/" in name or name.strip() != name:
+        raise UserError(f"the model name {name!r} cannot be part of a URL path: give --model-name without '/' or spaces "
+                        f"at its ends")
+    serving = Serving(run, predictor, metrics, timeout, max_rows, prediction_log, name, backend)
+    tables = serving.tables
     Request_ = request_model(run, max_rows)
     started = time.time()
 
     app = FastAPI(title=f"palaestra: {run.config.name}", version="1",
                   description=f"{run.spec.task} model ({run.config.model.family}, {backend} backend). "
-                              + ("POST raw rows with the training columns." if tables else "POST input arrays."))
-    app.state.predictor, app.state.metrics = predictor, metrics
+                              + ("POST raw rows with the training columns." if tables else "POST input arrays.")
+                              + f" Also the Open Inference Protocol (KServe v2) as model '{name}' under /v2, "
+                                "and MLflow's scoring protocol at /invocations.")
+    app.state.predictor, app.state.metrics, app.state.serving = predictor, metrics, serving
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -276,45 +269,41 @@ def build_app(run: Run, backend: Literal["torch", "onnx"] = "torch", token: str 
         return JSONResponse(status_code=422, content=jsonable_encoder(
             {"detail": errors, "message": f"{_field_name(first['loc'])}: {first['msg']}"}))
 
-    def work(payload: Any) -> dict[str, Any]:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Unknown paths (404) and wrong methods (405) too: in the shape of the protocol the path belongs to.
+        path = request.url.path
+        body = error_body(path, str(exc.detail)) if protocol_of(path) else {"detail": exc.detail}
+        return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    errors = {401: {"model": Message}, 408: {"model": Message}, 413: {"model": Message}, 503: {"model": Message}}
+
+    @app.post("/predict", response_model=PredictResponse, response_model_exclude_none=True, responses=errors)
+    async def predict(body: Request_) -> Any:  # type: ignore[valid-type]
         try:
             if tables:
-                raw: Any = pd.DataFrame([r.model_dump(by_alias=True) for r in payload.rows])
+                logged = [r.model_dump(by_alias=True) for r in body.rows]
+                names = run.preprocessor.feature_columns
+                _, (predictions, probabilities) = await serving(
+                    lambda: serving.table({c: [r.get(c) for r in logged] for c in names}), logged)
             else:
-                raw = np.asarray(payload.inputs, dtype=np.float32)
-            inputs = predictor.inputs(raw)
-            predictions, probabilities = predictor.predict(inputs)
+                _, (predictions, probabilities) = await serving(
+                    lambda: np.asarray(body.inputs, dtype=np.float32), body.inputs)
         except UserError as exc:  # DataError: a value the preprocessing or the model cannot use
             raise HTTPException(422, detail=[{"loc": ["body", "rows" if tables else "inputs"], "msg": str(exc),
                                               "type": "value_error"}]) from None
         except (ValueError, TypeError) as exc:  # e.g. ragged or non-numeric nested lists
             raise HTTPException(422, detail=[{"loc": ["body", "inputs"], "type": "value_error",
                                               "msg": f"inputs must be numeric arrays of one shape ({exc})"}]) from None
-        metrics.observe_predictions(predictions)
-        if tables:
-            metrics.drift.observe_rows(raw)
-        elif inputs[0].ndim >= 2 and np.issubdtype(inputs[0].dtype, np.floating):
-            metrics.drift.observe_standardized(inputs[0])
-        if prediction_log is not None:
-            rows = [r.model_dump(by_alias=True) for r in payload.rows] if tables else payload.inputs
-            prediction_log.write(rows, predictions, probabilities)
+        except TimeoutError as exc:
+            raise HTTPException(503, detail=str(exc)) from None
         return {"predictions": predictions, **({"probabilities": probabilities} if probabilities else {})}
-
-    errors = {401: {"model": Message}, 408: {"model": Message}, 413: {"model": Message}, 503: {"model": Message}}
-
-    @app.post("/predict", response_model=PredictResponse, response_model_exclude_none=True, responses=errors)
-    async def predict(body: Request_) -> Any:  # type: ignore[valid-type]
-        loop = asyncio.get_running_loop()
-        try:
-            return await asyncio.wait_for(loop.run_in_executor(executor, work, body), timeout)
-        except asyncio.TimeoutError:
-            raise HTTPException(503, detail=f"prediction took longer than {timeout:g} s") from None
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
         # The run's name, not its path: /health is open, and filesystem paths are nobody's business.
         return {"status": "ok", "run": run.path.name if run.path else None, "name": run.config.name,
-                "task": run.spec.task, "model": run.config.model.family, "backend": backend,
+                "model_name": name, "task": run.spec.task, "model": run.config.model.family, "backend": backend,
                 "classes": run.spec.classes, "inputs": "rows" if tables else "inputs",
                 "environment_warnings": warnings, "uptime_seconds": round(time.time() - started, 3)}
 
@@ -322,6 +311,8 @@ def build_app(run: Run, backend: Literal["torch", "onnx"] = "torch", token: str 
     async def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    routes.open_inference_protocol(app, serving)
+    routes.mlflow_scoring(app, serving)
     app.add_middleware(Guard, metrics=metrics, token=token, max_body=max_body_bytes, protect_all=protect_all,
                        body_timeout=body_timeout)
     return app
@@ -334,7 +325,8 @@ def listen(host: str, port: int) -> socket.socket:
     except (socket.gaierror, UnicodeError) as exc:
         raise UserError(f"cannot listen on {host}:{port}: {getattr(exc, 'strerror', None) or exc}") from None
     family = infos[0][0] if infos else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # With the protocol named (IPPROTO_TCP), asyncio sets TCP_NODELAY on the accepted connections itself.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
@@ -344,6 +336,16 @@ def listen(host: str, port: int) -> socket.socket:
         raise UserError(f"cannot listen on {host}:{port}: {why}") from None
     sock.set_inheritable(True)
     return sock
+
+
+def no_delay(sock: Any) -> None:
+    """TCP_NODELAY on a connection: uvicorn writes a response's head and body separately, and with Nagle's
+    algorithm the body waits for the client's delayed ACK of the head (40 ms on Linux) on every request."""
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass  # e.g. the client is already gone
 
 
 def server_config(app, host: str, port: int, header_timeout: float = HEADER_TIMEOUT,
@@ -369,6 +371,7 @@ def timed_h11(header_timeout: float) -> type:
 
         def connection_made(self, transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
+            no_delay(transport.get_extra_info("socket"))
             self._arm()
 
         def handle_events(self) -> None:

@@ -4,35 +4,67 @@ No pickle: an int8 Linear is stored as its int8 tensor plus its scale and zero p
 ``compression.json``); a mostly-zero tensor is stored sparsely, as a bit mask of the kept entries and their
 values. ``palaestra compress`` writes them (``compressed_state``); ``Run.load`` rebuilds the model from them
 (``load_compressed``).
+
+int8 here is weight-only: ``Int8Linear`` keeps its weight as int8 (4x smaller than float32) and computes in
+float on the dequantized weight, with plain torch operations, so a compressed model exports to ONNX and
+``torch.export`` like any other. (It replaced ``torch.ao.quantization.quantize_dynamic``, deprecated in torch;
+the file layout is unchanged, so runs compressed before load as they are.)
 """
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from palaestra.artifacts import read_json
-from palaestra.errors import ArtifactError, UserError
+from palaestra.errors import ArtifactError
 
 LAYOUT = "compression.json"
 SPARSE_BELOW = 0.7  # store a tensor sparsely once at least 30% of it is zero: the mask costs 1 bit an entry
 
 
-def _quantized_linear_type() -> type:
-    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+class Int8Linear(nn.Module):
+    """A Linear layer with an int8 weight: ``weight_float = (weight - zero_point) * scale`` (per tensor).
 
-    return DynamicLinear
+    >>> layer = Int8Linear.from_float(nn.Linear(4, 2))
+    >>> layer.weight.dtype
+    torch.int8
+    """
+
+    def __init__(self, weight: torch.Tensor, scale: float, zero_point: int, bias: torch.Tensor | None):
+        super().__init__()
+        self.register_buffer("weight", weight.to(torch.int8))
+        self.register_buffer("bias", None if bias is None else bias.detach().float().clone())
+        self.scale, self.zero_point = float(scale), int(zero_point)
+
+    @classmethod
+    def from_float(cls, linear: nn.Linear) -> Int8Linear:
+        """Symmetric per-tensor int8 (as torch's default weight observer): scale = max|w| / 127.5, zero point 0."""
+        w = linear.weight.detach().float()
+        scale = float(w.abs().max()) / 127.5 or 1.0
+        q = torch.clamp(torch.round(w / scale), -128, 127)
+        return cls(q, scale, 0, linear.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = (self.weight.float() - self.zero_point) * self.scale  # (out, in)
+        return F.linear(x, w, self.bias)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.weight.shape[1]}, out_features={self.weight.shape[0]}, int8 weight"
 
 
 def quantize_model(model: nn.Module) -> nn.Module:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notice
-        return torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
+    """Every ``nn.Linear`` of ``model`` replaced (in place) by an ``Int8Linear``; returns the model."""
+    for module in list(model.modules()):
+        for child_name, child in list(module.named_children()):
+            if type(child) is nn.Linear:
+                setattr(module, child_name, Int8Linear.from_float(child))
+    return model
 
 
 # --- storing and loading --------------------------------------------------------------------------------------
@@ -70,19 +102,15 @@ def _restore(key: str, entry: dict[str, Any], tensors: dict[str, torch.Tensor]) 
 
 def compressed_state(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """(tensors for safetensors, layout for ``compression.json``) of a pruned and/or quantized model."""
-    qlinear = _quantized_linear_type()
     tensors: dict[str, torch.Tensor] = {}
     layout: dict[str, Any] = {}
-    quantized = {name for name, m in model.named_modules() if isinstance(m, qlinear)}
+    quantized = {name for name, m in model.named_modules() if isinstance(m, Int8Linear)}
     for name in sorted(quantized):
         module = model.get_submodule(name)
-        w = module.weight()
-        if w.qscheme() not in (torch.per_tensor_affine, torch.per_tensor_symmetric):
-            raise UserError(f"layer {name}: only per-tensor int8 quantization is stored")
-        _store(f"{name}.weight", w.int_repr(), tensors, layout, quantized=True, scale=float(w.q_scale()),
-               zero_point=int(w.q_zero_point()))
-        if module.bias() is not None:
-            _store(f"{name}.bias", module.bias(), tensors, layout)
+        _store(f"{name}.weight", module.weight, tensors, layout, quantized=True, scale=module.scale,
+               zero_point=module.zero_point)
+        if module.bias is not None:
+            _store(f"{name}.bias", module.bias, tensors, layout)
     for key, value in model.state_dict().items():
         if any(key.startswith(q + ".") for q in quantized) or not isinstance(value, torch.Tensor):
             continue
@@ -111,12 +139,9 @@ def load_compressed(layout_file: Path, model: nn.Module, tensors: dict[str, torc
         model.load_state_dict(float_state)
     except RuntimeError as exc:
         raise ArtifactError(f"{Path(path) / 'model.safetensors'} does not fit the model: {str(exc).splitlines()[0]}") from None
-    if int8:
-        model = quantize_model(model.eval())
-        for key, (q, scale, zero_point) in int8.items():
-            module = model.get_submodule(key.removesuffix(".weight"))
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                qweight = torch._make_per_tensor_quantized_tensor(q.to(torch.int8), scale, zero_point)
-            module.set_weight_bias(qweight, module.bias())  # the exact stored int8 values
+    for key, (q, scale, zero_point) in int8.items():  # the exact stored int8 values
+        parent, _, child = key.removesuffix(".weight").rpartition(".")
+        owner = model.get_submodule(parent) if parent else model
+        linear = getattr(owner, child)
+        setattr(owner, child, Int8Linear(q, scale, zero_point, linear.bias))
     return model.eval(), model.state_dict()
