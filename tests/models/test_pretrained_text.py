@@ -10,7 +10,6 @@ import os
 
 import httpx
 import numpy as np
-import onnxruntime as ort
 import pandas as pd
 import pytest
 import torch
@@ -23,6 +22,7 @@ from palaestra import pretrained  # noqa: E402
 from palaestra.artifacts import read_tensors  # noqa: E402
 from palaestra.data.features.base import FitOptions  # noqa: E402
 from palaestra.data.features.text import TextFeature  # noqa: E402
+from palaestra.deployment.export import RawOnnxRunner  # noqa: E402
 from palaestra.deployment.server import build_app  # noqa: E402
 from palaestra.errors import ConfigError  # noqa: E402
 from palaestra.models.pretrained_text import MiniLMEncoder  # noqa: E402
@@ -163,14 +163,14 @@ def test_predict_serve_and_onnx_agree_on_a_frozen_run(frozen_run, tmp_path):
 
     done = cli("export", str(out), "--format", "onnx")
     assert done.returncode == 0, done.stderr
-    session = ort.InferenceSession(str(out / "export" / "model.onnx"))
+    # The self-contained graph takes the raw columns; the text column as WordPiece ids made outside it.
+    wrapped = RawOnnxRunner(out / "export" / "model.onnx", loaded.preprocessor)
+    got = wrapped.outputs(wrapped.feed(rows))
     inputs = loaded.preprocessor.inputs(rows)
-    named = dict(zip(loaded.spec.input_names, inputs, strict=True))
-    feed = {i.name: np.asarray(named[i.name]) for i in session.get_inputs()}
-    (logits,) = session.run(None, feed)
     with torch.no_grad():
         ref = loaded.model(*[torch.as_tensor(np.asarray(t)) for t in inputs]).numpy()
-    assert np.allclose(logits, ref, atol=1e-4)
+    assert np.allclose(got[wrapped.logits], ref, atol=1e-4)
+    assert [str(v) for v in got[wrapped.names["label"]]] == [str(v) for v in want["prediction"]]
 
 
 def test_finetuned_run_saves_the_encoder_and_reloads_it(tmp_path):
