@@ -224,6 +224,8 @@ class TrainConfig(_Section):
     channels_last: bool | None = None
     threads: int | None = Field(None, ge=1, le=MAX_SIZE)
     progress: bool = True
+    # Experiment trackers the run is logged to as it trains (extras: palaestra[mlflow], palaestra[tensorboard]).
+    trackers: list[Literal["mlflow", "tensorboard"]] = Field([], max_length=2)
 
 
 class TuneStage(_Section):

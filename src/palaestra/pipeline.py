@@ -28,8 +28,9 @@ from palaestra.errors import ConfigError, UserError
 from palaestra.evaluation.metrics import metric_set
 from palaestra.models import FAMILIES, build_model, resolve_family, resolve_layout
 from palaestra.resources import build_within_memory, check_machine
-from palaestra.runs import Run, RunIndex, read_state, run_name, set_state
+from palaestra.runs import Run, RunIndex, read_state, run_name, runs_root, set_state
 from palaestra.training import callbacks as cb
+from palaestra.training import trackers as tracking
 from palaestra.training.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from palaestra.training.loop import evaluate, fit
 from palaestra.training.losses import build_loss
@@ -225,8 +226,11 @@ def _check_monitor(config: Config, monitor: str, val_names: list[str]) -> None:
 
 
 def build_callbacks(config: Config, parts: Parts, save, run_dir: Path | None, flag: Interrupt,
-                    extra: Sequence[cb.Callback], console, quiet: bool) -> tuple[list[cb.Callback], Callable | None, list]:
-    """The callbacks in their fixed order, and the model's own training step and monitors, if it declares them."""
+                    extra: Sequence[cb.Callback], console, quiet: bool,
+                    trackers: Sequence[cb.Callback] = ()) -> tuple[list[cb.Callback], Callable | None, list]:
+    """The callbacks in their fixed order, and the model's own training step and monitors, if it declares them.
+
+    Trackers (MLflow, TensorBoard) come after the model's own monitors, so they log what those add to an epoch."""
     es = config.train.early_stopping
     callbacks: list[cb.Callback] = [cb.LRSchedule(parts.state.schedule.per_batch),
                                     cb.BestTracker(es.min_delta if es else 0.0)]
@@ -244,6 +248,7 @@ def build_callbacks(config: Config, parts: Parts, save, run_dir: Path | None, fl
     own = FAMILIES[config.model.family].training  # e.g. a GAN's alternating step and its sample grids
     step_fn, model_callbacks = own(parts.model, run_dir) if own is not None else (None, [])
     callbacks.extend(model_callbacks)
+    callbacks.extend(trackers)
     callbacks.append(_InterruptCheck(flag, save))
     if config.train.progress and not quiet:
         callbacks.append(cb.Progress(config.train.epochs, console=console))
@@ -278,6 +283,8 @@ def train(config: Config | dict | str | Path | None = None, *, source: Any = Non
         config, out = resume_config(config, overrides, Path(resume)), Path(resume)
     else:
         config = load_config(config, overrides)
+    for name in config.train.trackers:  # a tracker that is not installed is refused before anything is written
+        tracking.require(name)
     seed_everything(config.seed)
     check_machine(config)
     if config.train.threads:
@@ -293,12 +300,20 @@ def train(config: Config | dict | str | Path | None = None, *, source: Any = Non
     run_dir, save = _open_run_dir(out, resume, config, data.spec, getattr(data.preprocessor, "target", None),
                                   parts.state, dist)
     flag = Interrupt()
+    trackers = _trackers(config, run_dir, data.spec, getattr(data.preprocessor, "target", None))
     callbacks, step_fn, model_callbacks = build_callbacks(config, parts, save, run_dir, flag, extra_callbacks,
-                                                          console, quiet)
+                                                          console, quiet, trackers)
     if not quiet:
         for notice in data.notices:
             _say(console, f"[yellow]note:[/] {notice}")
-    train_seconds = _fit(config, parts, callbacks, step_fn, device, dist, flag, run_dir)
+    try:
+        train_seconds = _fit(config, parts, callbacks, step_fn, device, dist, flag, run_dir)
+    except TrainingInterrupted:
+        _close_trackers(trackers, "KILLED")  # resumed later into the same tracked run
+        raise
+    except BaseException:
+        _close_trackers(trackers, "FAILED")
+        raise
     state, model = parts.state, parts.model
     if config.train.restore_best and state.best_weights is not None and not state.diverged:
         model.load_state_dict(state.best_weights)
@@ -315,10 +330,26 @@ def train(config: Config | dict | str | Path | None = None, *, source: Any = Non
     run.report_sections = [s for c in model_callbacks if (s := getattr(c, "report_section", lambda h: None)(state.history))]
     if run_dir is not None:
         _write_run(run_dir, run, data, state, device)
+        for tracker in trackers:  # the test metrics and the written files, then the tracked run ends
+            tracker.finish(run_dir, run.metrics, failed=state.diverged)
         _refuse_diverged(run_dir, state)
     if state.diverged and not quiet:
         _say(console, f"[red]warning:[/] {state.stop_reason}")
     return run
+
+
+def _trackers(config: Config, run_dir: Path | None, spec: FeatureSpec, target: Any) -> list[cb.Callback]:
+    """``train.trackers`` as callbacks (none without a run directory: only rank 0 of a data-parallel run has one)."""
+    if not config.train.trackers:
+        return []
+    tags = {"palaestra.task": spec.task, "palaestra.family": config.model.family, "palaestra.kind": spec.kind}
+    return tracking.build_trackers(config.train.trackers, run_dir, runs_root(), run_name(config, target),
+                                   config.to_dict(), tags)
+
+
+def _close_trackers(trackers: Sequence[cb.Callback], status: str) -> None:
+    for tracker in trackers:
+        tracker.close(status)
 
 
 def _open_run_dir(out, resume, config: Config, spec: FeatureSpec, target: Any, state: TrainState, dist):
