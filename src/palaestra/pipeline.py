@@ -25,6 +25,7 @@ from palaestra.data.batching import LoaderBatcher, TensorBatcher
 from palaestra.data.prepare import prepare_data
 from palaestra.data.spec import FeatureSpec, PreparedData
 from palaestra.errors import ConfigError, UserError
+from palaestra.evaluation.calibration import calibrate, scaled
 from palaestra.evaluation.metrics import metric_set
 from palaestra.models import FAMILIES, build_model, resolve_family, resolve_layout
 from palaestra.resources import build_within_memory, check_machine
@@ -257,8 +258,9 @@ def build_callbacks(config: Config, parts: Parts, save, run_dir: Path | None, fl
 
 def evaluate_splits(parts: Parts, data: PreparedData, device: torch.device) -> tuple[dict, dict]:
     """Validation and test metrics of the trained model, with the task's baselines beside them."""
-    val = evaluate(parts.model, parts.val, parts.loss_fn, parts.metrics(), device) if parts.val is not None else {}
-    test = evaluate(parts.model, parts.test, parts.loss_fn, parts.metrics(), device) if parts.test is not None else {}
+    model = scaled(parts.model, getattr(data.preprocessor, "temperature", 1.0))  # calibrated, if it was
+    val = evaluate(model, parts.val, parts.loss_fn, parts.metrics(), device) if parts.val is not None else {}
+    test = evaluate(model, parts.test, parts.loss_fn, parts.metrics(), device) if parts.test is not None else {}
     baseline = getattr(data.preprocessor, "baseline_metrics", None)  # e.g. the persistence forecast's naive_mae
     scores = getattr(data.preprocessor, "model_scores", None)  # e.g. the forecast's MASE
     for metrics, split in ((val, data.val), (test, data.test)):
@@ -267,6 +269,24 @@ def evaluate_splits(parts: Parts, data: PreparedData, device: torch.device) -> t
         if metrics and scores is not None:
             metrics.update(scores(metrics))
     return val, test
+
+
+def calibrate_decisions(config: Config, parts: Parts, data: PreparedData, device: torch.device) -> dict[str, Any]:
+    """Classification with one target: temperature scaling and, for two classes, the decision threshold, fitted on
+    the validation split and set on the run's preprocessing (so predict, serve and export apply them); the class
+    weights the loss used. What metrics.json records of them."""
+    output = getattr(data.preprocessor, "calibrated_output", None)
+    if output is None:
+        return {}
+    out = calibrate(parts.model, parts.val, parts.test, output, data.train.target, config.train.calibrate,
+                    config.train.threshold_objective, device)
+    weight = getattr(parts.loss_fn, "weight", None)  # cross-entropy's per-class weights (loss.class_weights)
+    pos_weight = getattr(parts.loss_fn, "pos_weight", None)  # bce: the second class's weight relative to the first
+    if weight is None and pos_weight is not None:
+        weight = torch.stack([torch.ones_like(pos_weight), pos_weight])
+    if weight is not None and output.classes:
+        out["class_weights"] = {str(c): float(w) for c, w in zip(output.classes, weight.tolist(), strict=True)}
+    return out
 
 
 def train(config: Config | dict | str | Path | None = None, *, source: Any = None,
@@ -317,8 +337,9 @@ def train(config: Config | dict | str | Path | None = None, *, source: Any = Non
     state, model = parts.state, parts.model
     if config.train.restore_best and state.best_weights is not None and not state.diverged:
         model.load_state_dict(state.best_weights)
+    decisions = calibrate_decisions(config, parts, data, device) if not state.diverged else {}
     val, test = evaluate_splits(parts, data, device)
-    metrics = {"val": val, "test": test, "epochs": state.epoch, "best_epoch": state.best_epoch,
+    metrics = {"val": val, "test": test, **decisions, "epochs": state.epoch, "best_epoch": state.best_epoch,
                "monitor": state.monitor, "train_seconds": round(train_seconds, 3), "stop_reason": state.stop_reason,
                "parameters": sum(p.numel() for p in model.parameters()),
                "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
@@ -489,9 +510,16 @@ def _write_run(run_dir: Path, run: Run, data: PreparedData, state: TrainState, d
 def _report(run_dir: Path, run: Run, data: PreparedData) -> list[str]:
     try:
         from palaestra.evaluation.report import regression_predictions, write_report
-        from palaestra.evaluation.task_sections import forecast_section, text_sample_section
+        from palaestra.evaluation.task_sections import (
+            decisions_section,
+            forecast_section,
+            text_sample_section,
+        )
     except ImportError:
         return []
+    calibration = decisions_section(run.metrics)
+    if calibration is not None:
+        run.report_sections = [*run.report_sections, calibration]
     for section in (forecast_section(run, data), text_sample_section(run)):
         if section is not None:
             run.report_sections = [section, *run.report_sections]

@@ -171,6 +171,7 @@ class Run:
         """Metrics (DESIGN.md section 4 names) on new labelled data with the training columns."""
         from palaestra.data.spec import to_split
         from palaestra.data.targets import labelled_rows
+        from palaestra.evaluation.calibration import scaled
         from palaestra.evaluation.metrics import metric_set
         from palaestra.training.loop import evaluate
         from palaestra.training.losses import build_loss
@@ -187,7 +188,7 @@ class Run:
         device = next(iter(self.model.parameters()), torch.empty(0)).device
         batches = [tuple(t[i:i + 4096].to(device) for t in split.tensors) for i in range(0, len(split), 4096)]
         ms = metric_set(self.spec, getattr(pre, "target_mean", 0.0), getattr(pre, "target_std", 1.0), device)
-        result = evaluate(self.model, batches, loss_fn, ms, device)
+        result = evaluate(scaled(self.model, getattr(pre, "temperature", 1.0)), batches, loss_fn, ms, device)
         result.pop("loss", None)
         baseline = getattr(pre, "baseline_metrics", None)
         if baseline is not None:
