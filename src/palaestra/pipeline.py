@@ -520,6 +520,9 @@ def _report(run_dir: Path, run: Run, data: PreparedData) -> list[str]:
     calibration = decisions_section(run.metrics)
     if calibration is not None:
         run.report_sections = [*run.report_sections, calibration]
+    importance = _importance_section(run, data)
+    if importance is not None:
+        run.report_sections = [*run.report_sections, importance]
     for section in (forecast_section(run, data), text_sample_section(run)):
         if section is not None:
             run.report_sections = [section, *run.report_sections]
@@ -528,6 +531,20 @@ def _report(run_dir: Path, run: Run, data: PreparedData) -> list[str]:
             "test rows": len(data.test)}
     return write_report(run_dir, run.config.to_dict(), run.history, run.metrics, info, data.notices,
                         sections=getattr(run, "report_sections", None), predictions=regression_predictions(run, data.test))
+
+
+REPORT_IMPORTANCE_COLUMNS = 32  # wider tables: `palaestra explain RUN --column ...` on the columns of interest
+
+
+def _importance_section(run: Run, data: PreparedData) -> tuple[str, str] | None:
+    """Permutation importance on the test split, for report.html (tables of up to 32 columns; 5 repeats)."""
+    columns = getattr(run.preprocessor, "feature_columns", None)
+    if run.spec.kind != "table" or not columns or len(columns) > REPORT_IMPORTANCE_COLUMNS or len(data.test) < 10:
+        return None
+    from palaestra.diagnosis.explain import importance_section, permutation_importance
+
+    rows = data.raw.iloc[np.asarray(data.test.index)]
+    return importance_section(permutation_importance(run, rows, repeats=5, max_rows=1000, seed=run.config.seed))
 
 
 def main_job() -> int:  # pragma: no cover - convenience for `python -m palaestra.pipeline`
