@@ -4,7 +4,10 @@ plain message naming its extra; ``palaestra runs export --mlflow`` backfills a f
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import signal
 import sys
 
 import pandas as pd
@@ -12,6 +15,7 @@ import pytest
 from testkit import cli, tiny
 
 from palaestra.errors import ConfigError
+from palaestra.hooks import Callback
 
 mlflow = pytest.importorskip("mlflow")
 pytest.importorskip("tensorboard")
@@ -50,7 +54,7 @@ def tracked_run(tmp_path_factory):
 def test_mlflow_metric_history_equals_history_csv(tracked_run):
     run, uri = tracked_run
     client = MlflowClient(tracking_uri=uri)
-    run_id = (run.path / "mlflow.json").read_text().split('"run_id": "')[1].split('"')[0]
+    run_id = json.loads((run.path / "mlflow.json").read_text())["run_id"]
     frame = _history(run.path)
     logged = [c for c in frame.columns if c != "epoch"]
     assert {"train_loss", "val_loss", "val_accuracy", "lr", "seconds"} <= set(logged)
@@ -119,3 +123,34 @@ def test_runs_export_mlflow_backfills_a_finished_run_once(tmp_path, monkeypatch)
     assert len(client.search_runs([found.info.experiment_id])) == 1
     bad = cli("runs", "export", str(run.path), env=env)
     assert bad.returncode == 2 and "--mlflow" in bad.stderr and "Traceback" not in bad.stderr
+
+
+class _SigtermAfterEpoch(Callback):
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_epoch_end(self, state, logs) -> None:
+        if state.epoch == self.epoch:
+            os.kill(os.getpid(), signal.SIGTERM)  # as a user's kill would; the run checkpoints and stops
+
+
+def test_a_resumed_run_goes_on_in_the_same_mlflow_run(tmp_path, monkeypatch):
+    from palaestra.pipeline import TrainingInterrupted, train
+
+    uri = (tmp_path / "store").as_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    cfg = tiny("iris", epochs=4, train={"trackers": ["mlflow"]})
+    with pytest.raises(TrainingInterrupted):
+        train(cfg, out=tmp_path / "run", quiet=True, extra_callbacks=[_SigtermAfterEpoch(2)])
+    client = MlflowClient(tracking_uri=uri)
+    run_id = json.loads((tmp_path / "run" / "mlflow.json").read_text())["run_id"]
+    assert client.get_run(run_id).info.status == "KILLED"
+    assert [m.step for m in client.get_metric_history(run_id, "train_loss")] == [1, 2]
+    run = train(None, resume=tmp_path / "run", quiet=True)
+    assert json.loads((run.path / "mlflow.json").read_text())["run_id"] == run_id
+    assert client.get_run(run_id).info.status == "FINISHED"
+    assert len(client.search_runs([client.get_run(run_id).info.experiment_id])) == 1
+    frame = _history(run.path)
+    for name in ("train_loss", "val_loss", "val_accuracy"):
+        assert _mlflow_history(client, run_id, name) == _csv_history(frame, name)
