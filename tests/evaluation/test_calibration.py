@@ -178,3 +178,20 @@ def test_auto_keeps_temperature_only_if_it_lowers_validation_ece(tmp_path):
     off = train(tiny(str(tmp_path / "d.csv"), epochs=15, data={"target": "label"}, train={"calibrate": "none"}),
                 quiet=True)
     assert "calibration" not in off.metrics and off.preprocessor.temperature == 1.0
+
+
+def test_the_server_answers_with_the_calibrated_probabilities_and_threshold(calibrated_run):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from palaestra.deployment.server import build_app
+    from palaestra.runs import Run
+
+    run, frame = calibrated_run
+    loaded = Run.load(run.path)
+    rows = frame.drop(columns="label").head(40)
+    want = loaded.predict(rows)
+    with TestClient(build_app(loaded)) as client:
+        body = client.post("/predict", json={"rows": rows.to_dict("records")}).json()
+    assert body["predictions"] == list(want["prediction"])
+    assert [p["rare"] for p in body["probabilities"]] == pytest.approx(list(want["prob_rare"]), abs=1e-6)
