@@ -50,6 +50,18 @@ def command(name: str, help: str):
 class Parser(argparse.ArgumentParser):
     """argparse with the CLI's error contract: a bad argument is one plain line on stderr and exit 2."""
 
+    intermixed = False  # True: positionals may follow options (``runs export --mlflow RUN``)
+    _mixing = False
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        if self.intermixed and not self._mixing:  # (argparse's intermixed parser calls this one again)
+            self._mixing = True
+            try:
+                return self.parse_known_intermixed_args(args, namespace)
+            finally:
+                self._mixing = False
+        return super().parse_known_args(args, namespace)
+
     def error(self, message: str):  # type: ignore[override]
         sys.stderr.write(f"error: {self.prog}: {one_line(message)} (see {self.prog} --help)\n")
         sys.exit(2)
@@ -249,7 +261,7 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
 # --- runs / datasets -----------------------------------------------------------------------------------------
 
 
-@command("runs", help="list runs from the run index (show RUN, compare RUN RUN)")
+@command("runs", help="list runs from the run index (show RUN, compare RUN RUN, export --mlflow RUN)")
 def cmd_runs(args: argparse.Namespace) -> int:
     from palaestra import runs_view as view
     from palaestra.index import RunIndex
@@ -273,6 +285,21 @@ def cmd_runs(args: argparse.Namespace) -> int:
         else:
             view.compare(runs, out)
         return 0
+    if args.action == "export":
+        if not args.mlflow:
+            raise UserError("palaestra runs export --mlflow RUN [RUN...]: name the tracker to export to (--mlflow)")
+        if not args.paths:
+            raise UserError("palaestra runs export --mlflow RUN [RUN...]")
+        results = []
+        for p in args.paths:
+            run_id, new = view.export_mlflow(view.resolve_run(p))
+            results.append({"run": p, "mlflow_run_id": run_id, "exported": new})
+            if not args.json:
+                out.print(f"{p}: {'exported to' if new else 'already in'} MLflow as run {run_id}", markup=False,
+                          soft_wrap=True)
+        if args.json:
+            print(json_line(results))
+        return 0
     index = RunIndex.default()
     runs = index.list()
     if args.json:
@@ -286,8 +313,11 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 @cmd_runs.arguments
 def _runs_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", nargs="?", choices=["list", "show", "compare"], default="list")
+    p.add_argument("action", nargs="?", choices=["list", "show", "compare", "export"], default="list")
     p.add_argument("paths", nargs="*")
+    p.add_argument("--mlflow", action="store_true",
+                   help="export: backfill finished runs into MLflow ($MLFLOW_TRACKING_URI, else runs/mlruns)")
+    p.intermixed = True
     p.add_argument("--json", action="store_true", help="JSON on stdout: a list of runs, or one object (show, compare)")
 
 

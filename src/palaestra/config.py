@@ -233,6 +233,21 @@ class TrainConfig(_Section):
     channels_last: bool | None = None
     threads: int | None = Field(None, ge=1, le=MAX_SIZE)
     progress: bool = True
+    # Experiment trackers the run is logged to as it trains (extras: palaestra[mlflow], palaestra[tensorboard]).
+    trackers: list[Literal["mlflow", "tensorboard"]] = Field([], max_length=2)
+    # Classification: temperature scaling fitted on the validation split (auto: kept only if it lowers the
+    # validation ECE; temperature: always; none: never). Saved in preprocess.json, applied wherever outputs decode.
+    calibrate: Literal["auto", "temperature", "none"] = "auto"
+    # Binary targets: the decision threshold on the positive (minority) class's probability, chosen on the
+    # validation split for f1 | balanced_accuracy | a cost ratio c > 0 (a missed positive costs c false alarms).
+    threshold_objective: Literal["none", "f1", "balanced_accuracy"] | float = "none"
+
+    @field_validator("threshold_objective")
+    @classmethod
+    def _cost_ratio(cls, v: Any) -> Any:
+        if isinstance(v, float) and not 0 < v <= 1e6:
+            raise ValueError("a cost ratio is a number above 0 (and at most 1e6)")
+        return v
 
 
 class TuneStage(_Section):

@@ -25,11 +25,13 @@ from palaestra.data.batching import LoaderBatcher, TensorBatcher
 from palaestra.data.prepare import prepare_data
 from palaestra.data.spec import FeatureSpec, PreparedData
 from palaestra.errors import ConfigError, UserError
+from palaestra.evaluation.calibration import calibrate, scaled
 from palaestra.evaluation.metrics import metric_set
 from palaestra.models import FAMILIES, build_model, resolve_family, resolve_layout
 from palaestra.resources import build_within_memory, check_machine
-from palaestra.runs import Run, RunIndex, read_state, run_name, set_state
+from palaestra.runs import Run, RunIndex, read_state, run_name, runs_root, set_state
 from palaestra.training import callbacks as cb
+from palaestra.training import trackers as tracking
 from palaestra.training.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from palaestra.training.loop import evaluate, fit
 from palaestra.training.losses import build_loss
@@ -225,8 +227,11 @@ def _check_monitor(config: Config, monitor: str, val_names: list[str]) -> None:
 
 
 def build_callbacks(config: Config, parts: Parts, save, run_dir: Path | None, flag: Interrupt,
-                    extra: Sequence[cb.Callback], console, quiet: bool) -> tuple[list[cb.Callback], Callable | None, list]:
-    """The callbacks in their fixed order, and the model's own training step and monitors, if it declares them."""
+                    extra: Sequence[cb.Callback], console, quiet: bool,
+                    trackers: Sequence[cb.Callback] = ()) -> tuple[list[cb.Callback], Callable | None, list]:
+    """The callbacks in their fixed order, and the model's own training step and monitors, if it declares them.
+
+    Trackers (MLflow, TensorBoard) come after the model's own monitors, so they log what those add to an epoch."""
     es = config.train.early_stopping
     callbacks: list[cb.Callback] = [cb.LRSchedule(parts.state.schedule.per_batch),
                                     cb.BestTracker(es.min_delta if es else 0.0)]
@@ -244,6 +249,7 @@ def build_callbacks(config: Config, parts: Parts, save, run_dir: Path | None, fl
     own = FAMILIES[config.model.family].training  # e.g. a GAN's alternating step and its sample grids
     step_fn, model_callbacks = own(parts.model, run_dir) if own is not None else (None, [])
     callbacks.extend(model_callbacks)
+    callbacks.extend(trackers)
     callbacks.append(_InterruptCheck(flag, save))
     if config.train.progress and not quiet:
         callbacks.append(cb.Progress(config.train.epochs, console=console))
@@ -252,8 +258,9 @@ def build_callbacks(config: Config, parts: Parts, save, run_dir: Path | None, fl
 
 def evaluate_splits(parts: Parts, data: PreparedData, device: torch.device) -> tuple[dict, dict]:
     """Validation and test metrics of the trained model, with the task's baselines beside them."""
-    val = evaluate(parts.model, parts.val, parts.loss_fn, parts.metrics(), device) if parts.val is not None else {}
-    test = evaluate(parts.model, parts.test, parts.loss_fn, parts.metrics(), device) if parts.test is not None else {}
+    model = scaled(parts.model, getattr(data.preprocessor, "temperature", 1.0))  # calibrated, if it was
+    val = evaluate(model, parts.val, parts.loss_fn, parts.metrics(), device) if parts.val is not None else {}
+    test = evaluate(model, parts.test, parts.loss_fn, parts.metrics(), device) if parts.test is not None else {}
     baseline = getattr(data.preprocessor, "baseline_metrics", None)  # e.g. the persistence forecast's naive_mae
     scores = getattr(data.preprocessor, "model_scores", None)  # e.g. the forecast's MASE
     for metrics, split in ((val, data.val), (test, data.test)):
@@ -262,6 +269,24 @@ def evaluate_splits(parts: Parts, data: PreparedData, device: torch.device) -> t
         if metrics and scores is not None:
             metrics.update(scores(metrics))
     return val, test
+
+
+def calibrate_decisions(config: Config, parts: Parts, data: PreparedData, device: torch.device) -> dict[str, Any]:
+    """Classification with one target: temperature scaling and, for two classes, the decision threshold, fitted on
+    the validation split and set on the run's preprocessing (so predict, serve and export apply them); the class
+    weights the loss used. What metrics.json records of them."""
+    output = getattr(data.preprocessor, "calibrated_output", None)
+    if output is None:
+        return {}
+    out = calibrate(parts.model, parts.val, parts.test, output, data.train.target, config.train.calibrate,
+                    config.train.threshold_objective, device)
+    weight = getattr(parts.loss_fn, "weight", None)  # cross-entropy's per-class weights (loss.class_weights)
+    pos_weight = getattr(parts.loss_fn, "pos_weight", None)  # bce: the second class's weight relative to the first
+    if weight is None and pos_weight is not None:
+        weight = torch.stack([torch.ones_like(pos_weight), pos_weight])
+    if weight is not None and output.classes:
+        out["class_weights"] = {str(c): float(w) for c, w in zip(output.classes, weight.tolist(), strict=True)}
+    return out
 
 
 def train(config: Config | dict | str | Path | None = None, *, source: Any = None,
@@ -278,6 +303,8 @@ def train(config: Config | dict | str | Path | None = None, *, source: Any = Non
         config, out = resume_config(config, overrides, Path(resume)), Path(resume)
     else:
         config = load_config(config, overrides)
+    for name in config.train.trackers:  # a tracker that is not installed is refused before anything is written
+        tracking.require(name)
     seed_everything(config.seed)
     check_machine(config)
     if config.train.threads:
@@ -293,17 +320,26 @@ def train(config: Config | dict | str | Path | None = None, *, source: Any = Non
     run_dir, save = _open_run_dir(out, resume, config, data.spec, getattr(data.preprocessor, "target", None),
                                   parts.state, dist)
     flag = Interrupt()
+    trackers = _trackers(config, run_dir, data.spec, getattr(data.preprocessor, "target", None))
     callbacks, step_fn, model_callbacks = build_callbacks(config, parts, save, run_dir, flag, extra_callbacks,
-                                                          console, quiet)
+                                                          console, quiet, trackers)
     if not quiet:
         for notice in data.notices:
             _say(console, f"[yellow]note:[/] {notice}")
-    train_seconds = _fit(config, parts, callbacks, step_fn, device, dist, flag, run_dir)
+    try:
+        train_seconds = _fit(config, parts, callbacks, step_fn, device, dist, flag, run_dir)
+    except TrainingInterrupted:
+        _close_trackers(trackers, "KILLED")  # resumed later into the same tracked run
+        raise
+    except BaseException:
+        _close_trackers(trackers, "FAILED")
+        raise
     state, model = parts.state, parts.model
     if config.train.restore_best and state.best_weights is not None and not state.diverged:
         model.load_state_dict(state.best_weights)
+    decisions = calibrate_decisions(config, parts, data, device) if not state.diverged else {}
     val, test = evaluate_splits(parts, data, device)
-    metrics = {"val": val, "test": test, "epochs": state.epoch, "best_epoch": state.best_epoch,
+    metrics = {"val": val, "test": test, **decisions, "epochs": state.epoch, "best_epoch": state.best_epoch,
                "monitor": state.monitor, "train_seconds": round(train_seconds, 3), "stop_reason": state.stop_reason,
                "parameters": sum(p.numel() for p in model.parameters()),
                "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
@@ -315,10 +351,26 @@ def train(config: Config | dict | str | Path | None = None, *, source: Any = Non
     run.report_sections = [s for c in model_callbacks if (s := getattr(c, "report_section", lambda h: None)(state.history))]
     if run_dir is not None:
         _write_run(run_dir, run, data, state, device)
+        for tracker in trackers:  # the test metrics and the written files, then the tracked run ends
+            tracker.finish(run_dir, run.metrics, failed=state.diverged)
         _refuse_diverged(run_dir, state)
     if state.diverged and not quiet:
         _say(console, f"[red]warning:[/] {state.stop_reason}")
     return run
+
+
+def _trackers(config: Config, run_dir: Path | None, spec: FeatureSpec, target: Any) -> list[cb.Callback]:
+    """``train.trackers`` as callbacks (none without a run directory: only rank 0 of a data-parallel run has one)."""
+    if not config.train.trackers:
+        return []
+    tags = {"palaestra.task": spec.task, "palaestra.family": config.model.family, "palaestra.kind": spec.kind}
+    return tracking.build_trackers(config.train.trackers, run_dir, runs_root(), run_name(config, target),
+                                   config.to_dict(), tags)
+
+
+def _close_trackers(trackers: Sequence[cb.Callback], status: str) -> None:
+    for tracker in trackers:
+        tracker.close(status)
 
 
 def _open_run_dir(out, resume, config: Config, spec: FeatureSpec, target: Any, state: TrainState, dist):
@@ -458,9 +510,19 @@ def _write_run(run_dir: Path, run: Run, data: PreparedData, state: TrainState, d
 def _report(run_dir: Path, run: Run, data: PreparedData) -> list[str]:
     try:
         from palaestra.evaluation.report import regression_predictions, write_report
-        from palaestra.evaluation.task_sections import forecast_section, text_sample_section
+        from palaestra.evaluation.task_sections import (
+            decisions_section,
+            forecast_section,
+            text_sample_section,
+        )
     except ImportError:
         return []
+    calibration = decisions_section(run.metrics)
+    if calibration is not None:
+        run.report_sections = [*run.report_sections, calibration]
+    importance = _importance_section(run, data)
+    if importance is not None:
+        run.report_sections = [*run.report_sections, importance]
     for section in (forecast_section(run, data), text_sample_section(run)):
         if section is not None:
             run.report_sections = [section, *run.report_sections]
@@ -469,6 +531,20 @@ def _report(run_dir: Path, run: Run, data: PreparedData) -> list[str]:
             "test rows": len(data.test)}
     return write_report(run_dir, run.config.to_dict(), run.history, run.metrics, info, data.notices,
                         sections=getattr(run, "report_sections", None), predictions=regression_predictions(run, data.test))
+
+
+REPORT_IMPORTANCE_COLUMNS = 32  # wider tables: `palaestra explain RUN --column ...` on the columns of interest
+
+
+def _importance_section(run: Run, data: PreparedData) -> tuple[str, str] | None:
+    """Permutation importance on the test split, for report.html (tables of up to 32 columns; 5 repeats)."""
+    columns = getattr(run.preprocessor, "feature_columns", None)
+    if run.spec.kind != "table" or not columns or len(columns) > REPORT_IMPORTANCE_COLUMNS or len(data.test) < 10:
+        return None
+    from palaestra.diagnosis.explain import importance_section, permutation_importance
+
+    rows = data.raw.iloc[np.asarray(data.test.index)]
+    return importance_section(permutation_importance(run, rows, repeats=5, max_rows=1000, seed=run.config.seed))
 
 
 def main_job() -> int:  # pragma: no cover - convenience for `python -m palaestra.pipeline`

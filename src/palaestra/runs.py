@@ -167,10 +167,12 @@ class Run:
         """
         return predictions_frame(self.decode(data))
 
-    def evaluate(self, data: Any) -> dict[str, Any]:
-        """Metrics (DESIGN.md section 4 names) on new labelled data with the training columns."""
+    def evaluate(self, data: Any, with_loss: bool = False) -> dict[str, Any]:
+        """Metrics (DESIGN.md section 4 names) on new labelled data with the training columns (``with_loss``: the
+        mean training loss on it too, as ``loss``)."""
         from palaestra.data.spec import to_split
         from palaestra.data.targets import labelled_rows
+        from palaestra.evaluation.calibration import scaled
         from palaestra.evaluation.metrics import metric_set
         from palaestra.training.loop import evaluate
         from palaestra.training.losses import build_loss
@@ -187,8 +189,9 @@ class Run:
         device = next(iter(self.model.parameters()), torch.empty(0)).device
         batches = [tuple(t[i:i + 4096].to(device) for t in split.tensors) for i in range(0, len(split), 4096)]
         ms = metric_set(self.spec, getattr(pre, "target_mean", 0.0), getattr(pre, "target_std", 1.0), device)
-        result = evaluate(self.model, batches, loss_fn, ms, device)
-        result.pop("loss", None)
+        result = evaluate(scaled(self.model, getattr(pre, "temperature", 1.0)), batches, loss_fn, ms, device)
+        if not with_loss:
+            result.pop("loss", None)
         baseline = getattr(pre, "baseline_metrics", None)
         if baseline is not None:
             result.update(baseline(split))

@@ -17,7 +17,7 @@ from palaestra.artifacts import read_json
 from palaestra.config import build_config, flatten
 from palaestra.errors import ArtifactError, UserError
 from palaestra.formatting import format_duration
-from palaestra.index import RunIndex, read_state, run_name
+from palaestra.index import RunIndex, read_state, run_name, runs_root
 
 KEY_METRICS = ("accuracy", "r2", "mae", "bits_per_char", "perplexity", "loss")
 SUMMARY_KEYS = ("name", "seed", "data.source", "data.target", "data.task", "model.family", "loss.name",
@@ -209,3 +209,35 @@ def compare(runs: list[Path], console) -> dict[str, Any]:
             console.print("configs: identical", markup=False)
         console.print(_metric_table("test metrics", labels, metrics))
     return {"runs": [str(r.resolve()) for r in runs], "config_differences": diff, "test": metrics}
+
+
+def export_mlflow(run: Path) -> tuple[str, bool]:
+    """Backfill one finished run into MLflow (``runs export --mlflow``): the resolved config as params, every epoch
+    of ``history.csv`` with its step, the test metrics, tags, and the run's files as artifacts.
+
+    Returns ``(mlflow run id, exported now)``; a run already in the store (tracked while it trained, or exported
+    before; found by its ``palaestra.run_key`` tag) is not logged twice.
+    """
+    from palaestra.rundir import read_history, read_metrics, verify_run
+    from palaestra.training import trackers as tracking
+
+    tracking.require("mlflow")
+    verify_run(run)
+    if read_state(run) != "complete":
+        raise UserError(f"{run} is not a complete run (state: {read_state(run)}); only finished runs are exported")
+    config = build_config(_config(run))
+    metrics, history = read_metrics(run), read_history(run)
+    uri = tracking.default_tracking_uri(runs_root())
+    existing = tracking.find_tracked(uri, run)
+    if existing is not None:
+        return existing, False
+    tags = {"palaestra.task": config.data.task, "palaestra.family": config.model.family,
+            "palaestra.exported": "true"}
+    writer = tracking.MlflowWriter(uri, run, run_name(config), tags)
+    writer.params(config.to_dict())
+    for row in history.to_dict("records"):
+        writer.metrics(tracking.epoch_values(row), int(row["epoch"]))
+    writer.metrics(tracking.scalar_metrics(metrics.get("test", {}), "test_"), int(metrics.get("epochs") or 0))
+    writer.artifacts(run)
+    writer.end("FINISHED")
+    return writer.run_id, True

@@ -60,6 +60,9 @@ RUN = {
     "curl": "curl -s localhost:8000/predict",
     "curl_v2": "curl -s localhost:8000/v2/models/penguins-species/infer",
     "curl_mlflow": "curl -s localhost:8000/invocations",
+    "tracked": f'{PALAESTRA} train --data penguins --target species --set "train.trackers=[mlflow,tensorboard]"',
+    "export_mlflow": f"{PALAESTRA} runs export --mlflow",
+    "explain": f"{PALAESTRA} explain",
 }
 
 
@@ -76,9 +79,13 @@ def readme_commands() -> list[str]:
 
 
 def readme_runs() -> dict[str, str]:
-    """The README's command for each entry of ``RUN`` (exactly one each)."""
-    commands = readme_commands()
-    found = {name: [c for c in commands if c == start or c.startswith(start + " ")] for name, start in RUN.items()}
+    """The README's command for each entry of ``RUN`` (exactly one each; a command that fits several beginnings
+    belongs to the longest, so ``runs export`` is not taken for ``runs``)."""
+    found: dict[str, list[str]] = {name: [] for name in RUN}
+    for c in readme_commands():
+        fits = [name for name, start in RUN.items() if c == start or c.startswith(start + " ")]
+        if fits:
+            found[max(fits, key=lambda name: len(RUN[name]))].append(c)
     assert all(len(v) == 1 for v in found.values()), f"RUN entries must match one README command each: {found}"
     return {name: v[0] for name, v in found.items()}
 
@@ -130,7 +137,8 @@ def test_the_tour_runs_as_written(newcomer):
         pytest.skip("curl is not installed")
     readme = readme_runs()
     train, datasets, predict, evaluate, runs, export, lr_find, compress, serve, curl, curl_v2, curl_mlflow = (
-        readme[k] for k in RUN)
+        readme[k] for k in ("train", "datasets", "predict", "evaluate", "runs", "export", "lr_find", "compress",
+                            "serve", "curl", "curl_v2", "curl_mlflow"))
     r = _sh(train + TINY_TRAIN, cwd, env)
     assert "run: runs/penguins" in r.stdout and (cwd / "runs" / "penguins" / "report.html").is_file()
     assert "penguins" in _sh(datasets, cwd, env).stdout
@@ -180,3 +188,20 @@ def test_the_tour_runs_as_written(newcomer):
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
+
+
+def test_trackers_and_explain_run_as_written(newcomer):
+    pytest.importorskip("mlflow")
+    pytest.importorskip("tensorboard")
+    pytest.importorskip("captum")
+    cwd, env = newcomer
+    readme = readme_runs()
+    _sh(readme["train"] + TINY_TRAIN, cwd, env)
+    _birds(cwd)
+    out = _sh(readme["explain"], cwd, env).stdout
+    assert "permutation importance" in out and "row 2:" in out
+    assert "exported to MLflow" in _sh(readme["export_mlflow"], cwd, env).stdout
+    _sh(readme["tracked"] + TINY_TRAIN, cwd, env)
+    assert (cwd / "runs" / "mlruns").is_dir() and any((cwd / "runs" / "tracked" / "tensorboard").iterdir())
+    again = _sh(f"{PALAESTRA} runs export --mlflow runs/tracked", cwd, env).stdout
+    assert "already in MLflow" in again  # tracked while it trained

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from sklearn import metrics as skm
+from torchmetrics.classification import MulticlassCalibrationError
 
 from palaestra.evaluation.metrics import MetricSet, scalar_metrics
 
@@ -45,6 +46,8 @@ def test_multiclass_metrics_match_sklearn(k):
         "f1_macro": skm.f1_score(y, pred, average="macro"),
         "f1_weighted": skm.f1_score(y, pred, average="weighted"),
         "roc_auc": skm.roc_auc_score(y, probs, multi_class="ovr", average="macro"),
+        # expected calibration error over 15 bins (tests/evaluation/test_calibration.py checks it by hand too)
+        "ece": float(MulticlassCalibrationError(k, n_bins=15)(torch.tensor(probs), target)),
     }
     for name, value in want.items():
         assert got[name] == pytest.approx(value, abs=TOL), name

@@ -140,3 +140,33 @@ def test_cli_errors_are_one_line_exit_2(tmp_path, capsys):
     assert main(["tune", "--data", "iris", "--metric", "val_nope", "--trials", "1", "--set", "train.epochs=1",
                  "--out", str(tmp_path / "m")]) == 2
     assert "val_accuracy" in capsys.readouterr().err
+
+
+def test_trials_name_their_metric_and_run_directory_for_optuna_dashboard(tmp_path):
+    """The study's metric name and each trial's run directory, read back through optuna-dashboard's own API."""
+    import io
+    from wsgiref.util import setup_testing_defaults
+
+    optuna_dashboard = pytest.importorskip("optuna_dashboard")
+    from palaestra.rundir import read_metrics
+
+    run(cfg(epochs=2, trials=2), tmp_path / "s")
+    app = optuna_dashboard.wsgi(f"sqlite:///{tmp_path / 's' / 'study.db'}")
+
+    def get(path: str) -> dict:
+        environ = {"PATH_INFO": path, "REQUEST_METHOD": "GET", "wsgi.input": io.BytesIO()}
+        setup_testing_defaults(environ)
+        status = []
+        body = b"".join(app(environ, lambda s, h, *a: status.append(s)))
+        assert status[0].startswith("200"), status
+        return json.loads(body)
+
+    [summary] = get("/api/studies")["study_summaries"]
+    detail = get(f"/api/studies/{summary['study_id']}")
+    assert detail["objective_names"] == ["val_loss"]  # the dashboard names the value by study.metric_names
+    assert len(detail["trials"]) == 2
+    for t in detail["trials"]:
+        attrs = {a["key"]: a["value"] for a in t["user_attrs"]}
+        run_dir = tmp_path / "s" / "trials" / "run" / f"{t['number']:04d}"
+        assert attrs["run"] == str(run_dir.resolve())
+        assert read_metrics(run_dir)["val"]["loss"] == pytest.approx(t["values"][0])

@@ -162,6 +162,18 @@ class FeaturePreprocessor:
             start += o.width
         return out
 
+    @property
+    def calibrated_output(self) -> CategoryOutput | None:
+        """The one category target whose decoding calibration may adjust (temperature, threshold); None else."""
+        out = self.outputs[0]
+        return out if len(self.outputs) == 1 and isinstance(out, CategoryOutput) else None
+
+    @property
+    def temperature(self) -> float:
+        """The fitted temperature the logits are divided by (1.0: none)."""
+        out = self.calibrated_output
+        return out.temperature if out is not None else 1.0
+
     def decode(self, outputs: np.ndarray) -> list[Decoded]:
         """Model outputs ``(N, n_outputs)`` -> predictions per target: the one path used by ``Run.predict``,
         the server and the scikit-learn estimators."""

@@ -1,6 +1,7 @@
 """Streaming metrics (torchmetrics), named as in DESIGN.md section 4.
 
-Classification: accuracy, precision_macro, recall_macro, f1_macro, f1_weighted, roc_auc, confusion_matrix.
+Classification: accuracy, precision_macro, recall_macro, f1_macro, f1_weighted, roc_auc, confusion_matrix, and the
+expected calibration error ``ece`` with its reliability diagram (``reliability``: per-bin rows, confidence, accuracy).
 Regression: mse, rmse, mae, r2 -- in the target's original units.
 """
 
@@ -16,6 +17,7 @@ from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics import classification as C
 from torchmetrics import regression as R
 
+from palaestra.evaluation.calibration import Reliability, summary
 from palaestra.training.loop import scalar_metrics
 
 __all__ = ["MetricSet", "MultiMetricSet", "metric_set", "scalar_metrics"]
@@ -54,6 +56,7 @@ class MetricSet:
                 "f1_weighted": C.MulticlassF1Score(k, average="weighted", **fast),
                 "roc_auc": C.MulticlassAUROC(k, average="macro", **fast),
                 "confusion_matrix": C.MulticlassConfusionMatrix(k, **fast),
+                "reliability": Reliability(),
             }, compute_groups=False)
         elif task == "language_model":
             # Mean next-token cross-entropy (nats) over every position; bits_per_char = loss / ln 2.
@@ -70,8 +73,8 @@ class MetricSet:
     @property
     def names(self) -> list[str]:
         """The scalar metrics ``compute`` returns (what the loop logs as ``val_<name>``)."""
-        extra = {"classification": [], "language_model": ["bits_per_char"]}.get(self.task, ["rmse"])
-        return [k for k in self.metrics.keys() if k != "confusion_matrix"] + extra
+        extra = {"classification": ["ece"], "language_model": ["bits_per_char"]}.get(self.task, ["rmse"])
+        return [k for k in self.metrics.keys() if k not in ("confusion_matrix", "reliability")] + extra
 
     def update(self, outputs: torch.Tensor, target: torch.Tensor) -> None:
         outputs = outputs.detach().float()
@@ -105,6 +108,8 @@ class MetricSet:
         for name, value in raw.items():
             if name == "confusion_matrix":
                 out[name] = value.cpu().long().tolist()
+            elif name == "reliability":
+                out["ece"], out[name] = summary(value.cpu())
             else:
                 out[name] = float(value)
         if self.task == "classification":

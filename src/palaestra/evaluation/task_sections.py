@@ -59,3 +59,71 @@ def text_sample_section(run: Any, length: int = 300) -> tuple[str, str] | None:
     text = generate_text(run, "", length=length, temperature=0.8, top_k=20, seed=0)
     note = "300 characters sampled at temperature 0.8 (top 20), seed 0: <code>palaestra generate RUN</code> draws more."
     return "A sample of generated text", f"<p>{note}</p><pre>{html.escape(text)}</pre>"
+
+
+def _reliability_figure(before: list | None, after: list | None) -> Figure:
+    fig = Figure(figsize=(4.6, 4.2), dpi=100, layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="perfect calibration")
+    for table, label, style in ((before, "before", "--"), (after, "after", "-")):
+        if table:
+            conf, acc, rows = (np.array([r[i] for r in table], dtype=float) for i in (3, 4, 2))
+            line = ax.plot(conf, acc, linestyle=style, label=label)[0]
+            ax.scatter(conf, acc, s=10 + 60 * rows / rows.max(), color=line.get_color())  # area: rows in the bin
+    ax.set_xlabel("confidence (mean top-class probability in the bin)")
+    ax.set_ylabel("accuracy in the bin")
+    lowest = min((r[0] for t in (before, after) if t for r in t), default=0.0)  # binary: confidence >= 0.5
+    ax.set_xlim(max(0.0, lowest - 0.05), 1.0)
+    ax.set_ylim(0, 1.02)
+    ax.set_title("reliability diagram (test split)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left")
+    return fig
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    def cell(v: Any) -> str:
+        return f"{v:.4f}" if isinstance(v, float) else html.escape(str(v))
+
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def decisions_section(metrics: dict[str, Any]) -> tuple[str, str] | None:
+    """Calibration (ECE before/after temperature scaling, the reliability diagram), the binary decision threshold
+    beside 0.5, and the loss's class weights: whichever of them the run has (classification)."""
+    cal, decision, weights = metrics.get("calibration"), metrics.get("decision"), metrics.get("class_weights")
+    test = metrics.get("test") or {}
+    if not (cal or decision or weights or "reliability" in test):
+        return None
+    parts = []
+    if cal and cal.get("method") == "temperature":
+        verdict = "applied" if cal.get("applied") else "not applied (it did not lower the validation ECE)"
+        parts.append(f"<p>Temperature scaling fitted on the validation split: T = {cal['temperature']:.4g}, {verdict}. "
+                     f"Expected calibration error over 15 confidence bins (lower is better):</p>")
+        rows = [["validation", cal.get("val_ece_before"), cal.get("val_ece_after")]]
+        if "test_ece_before" in cal:
+            rows.append(["test", cal["test_ece_before"], cal["test_ece_after"]])
+        parts.append(_table(["split", "ECE before", "ECE after"], rows))
+    elif cal:
+        parts.append(f"<p>Calibration: {html.escape(str(cal.get('reason', cal.get('method'))))}.</p>")
+    if "reliability" in test:
+        before = cal.get("reliability_before") if cal and cal.get("applied") else None
+        parts.append(_image(_reliability_figure(before, test["reliability"]), "reliability diagram"))
+    if decision:
+        objective = decision["objective"]
+        what = f"cost ratio {objective:g} (a missed positive costs {objective:g} false alarms)" \
+            if isinstance(objective, int | float) else str(objective)
+        parts.append(f"<p>Decision threshold for the positive class <b>{html.escape(str(decision['positive_class']))}</b>, "
+                     f"chosen on the validation split for {html.escape(what)}: "
+                     f"<b>{decision['threshold']:.4g}</b> (predict applies it), beside 0.5:</p>")
+        names = ["precision", "recall", "f1", "balanced_accuracy", "accuracy"]
+        splits = [s for s in ("val", "test") if s in decision]
+        header = ["metric"] + [f"{s} @ {t}" for s in splits for t in ("0.5", f"{decision['threshold']:.3g}")]
+        rows = [[n] + [decision[s][k][n] for s in splits for k in ("at_0.5", "at_threshold")] for n in names]
+        parts.append(_table(header, rows))
+    if weights:
+        parts.append("<p>Class weights in the loss (<code>loss.class_weights</code>):</p>")
+        parts.append(_table(["class", "weight"], [[c, float(w)] for c, w in weights.items()]))
+    return "Calibration and decisions", "\n".join(parts)

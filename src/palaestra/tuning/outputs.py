@@ -9,6 +9,7 @@ Layout of the study directory::
     best.json       study, trial number, value (and cv mean/std), params, the retrained run's value
     study.html      the human report: best value and params, the trials best first, the plots
     best-run/       the best config retrained into a run directory
+    trials/STAGE/NNNN  each trial's run directory (NNNN-foldK with tune.cv); its path is the trial's `run` attr
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ def trial_rows(stage: Stage, label: str | None = None) -> list[dict[str, Any]]:
             if k in attrs:
                 row[k] = attrs[k]
         row.update(attrs.get("val", {}))
+        if "run" in attrs or "runs" in attrs:  # the trial's run directory (its folds' with tune.cv)
+            row["run"] = attrs.get("run") or json.dumps(attrs["runs"])
         row["duration_s"] = t.duration.total_seconds() if t.duration is not None else None
         row["datetime_start"] = t.datetime_start.isoformat() if t.datetime_start else None
         row["epoch_values"] = json.dumps({int(k): v for k, v in sorted(t.intermediate_values.items())})

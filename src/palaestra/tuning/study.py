@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import socket
 import time
 from collections.abc import Callable
@@ -144,8 +145,10 @@ def _scalar_vals(run) -> dict[str, float]:
 class Objective:
     """Trains one trial (or K folds) and returns its score."""
 
-    def __init__(self, base: dict[str, Any], space: Space, metric: str, cv: int | None):
-        self.base, self.space, self.metric, self.cv = base, space, metric, cv
+    def __init__(self, base: dict[str, Any], space: Space, metric: str, cv: int | None, runs_dir: Path | None = None):
+        # runs_dir: each trial trains into a run directory there (``NNNN``, or ``NNNN-foldK`` with tune.cv) and
+        # records its path as the trial's ``run`` user attr, so the study's tools (optuna-dashboard) link to it.
+        self.base, self.space, self.metric, self.cv, self.runs_dir = base, space, metric, cv, runs_dir
         self._folds: list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
         self._raw = None
 
@@ -165,8 +168,9 @@ class Objective:
                 value = self._cross_validate(trial, cfg)
             else:
                 report = ReportToTrial(trial, self.metric)
+                out = self._run_dir(trial, "")
                 try:
-                    run = train(cfg, quiet=True, extra_callbacks=[report])
+                    run = train(cfg, quiet=True, extra_callbacks=[report], out=out)
                 finally:
                     trial.set_user_attr("epochs", report.epochs)
                 value = final_value(run, self.metric)
@@ -177,6 +181,17 @@ class Objective:
         finally:
             trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
         return value
+
+    def _run_dir(self, trial, suffix: str) -> Path | None:
+        """Where this trial (or fold) trains, recorded on the trial before it starts (a running trial shows it)."""
+        if self.runs_dir is None:
+            return None
+        out = (self.runs_dir / f"{trial.number:04d}{suffix}").resolve()
+        if suffix:
+            trial.set_user_attr("runs", [*trial.user_attrs.get("runs", []), str(out)])
+        else:
+            trial.set_user_attr("run", str(out))
+        return out
 
     def folds(self, cfg: Config) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """K (train, val, test) position triples: k-fold over train+val; the test split stays held out."""
@@ -206,7 +221,8 @@ class Objective:
         for i, split in enumerate(self.folds(cfg)):
             # Only the first fold reports per-epoch values: the pruner compares like with like.
             report = ReportToTrial(trial, self.metric, prune=i == 0)
-            run = train(cfg, source=self._raw, quiet=True, extra_callbacks=[report], split_override=split)
+            run = train(cfg, source=self._raw, quiet=True, extra_callbacks=[report], split_override=split,
+                        out=self._run_dir(trial, f"-fold{i + 1}"))
             epochs += report.epochs
             values.append(final_value(run, self.metric))
         mean, std = float(np.mean(values)), float(np.std(values))
@@ -283,8 +299,10 @@ def stages_of(config: Config, study_name: str) -> list[Stage]:
 
 
 def run_stage(config: Config, base: dict[str, Any], stage: Stage, storage, direction: str,
-              ran: list[int] | None = None) -> None:
-    """Run (or resume, or join) one stage's study until its budget of finished trials is reached."""
+              ran: list[int] | None = None, runs_dir: Path | None = None) -> None:
+    """Run (or resume, or join) one stage's study until its budget of finished trials is reached.
+
+    With ``runs_dir``, every trial writes its run directory under ``runs_dir/<stage>/``."""
 
     if config.tune.sampler == "grid":
         # Grid: the trial count is the grid size.
@@ -294,6 +312,8 @@ def run_stage(config: Config, base: dict[str, Any], stage: Stage, storage, direc
                                 pruner=make_pruner(config, stage.trials))
     stage.study = study
     _check_same_study(study, config, stage)
+    if study.metric_names is None:  # what the value is, for optuna-dashboard and other readers of the storage
+        study.set_metric_names([metric_key(config.tune.metric)])
     if study.direction.name.lower() != direction:
         raise UserError(f"study '{stage.name}' exists with direction {study.direction.name.lower()}, not {direction}")
     _fail_dead_trials(study)
@@ -301,7 +321,8 @@ def run_stage(config: Config, base: dict[str, Any], stage: Stage, storage, direc
     remaining = stage.trials - finished(study)
     if remaining <= 0:
         return
-    objective = Objective(base, stage.space, metric_key(config.tune.metric), config.tune.cv)
+    trial_runs = runs_dir / re.sub(r"[^0-9A-Za-z_.-]", "_", stage.name) if runs_dir is not None else None
+    objective = Objective(base, stage.space, metric_key(config.tune.metric), config.tune.cv, trial_runs)
     stop = optuna.study.MaxTrialsCallback(stage.trials, states=(optuna.trial.TrialState.COMPLETE,
                                                                 optuna.trial.TrialState.PRUNED))
     callbacks = [stop] if ran is None else [stop, lambda _study, t: ran.append(t.number)]
@@ -350,7 +371,7 @@ def tune(config: Config | dict | str | Path | None, *, out: str | Path, storage:
     ran: list[int] = []
     for stage in stages:
         try:
-            run_stage(config, base, stage, rdb, direction, ran)
+            run_stage(config, base, stage, rdb, direction, ran, runs_dir=study_dir / "trials")
         except TrainingInterrupted:
             done = finished(stage.study) if stage.study is not None else 0
             raise UserError(f"study '{stage.name}' interrupted after {done} of {stage.trials} trials; "

@@ -7,6 +7,7 @@ standard deviation, and decoded back into its own units.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -40,9 +41,20 @@ class CategoryOutput(OutputFeature):
     type = "category"
     task = "classification"
 
-    def __init__(self, name: str, classes: list[Any]):
+    def __init__(self, name: str, classes: list[Any], temperature: float = 1.0, threshold: float | None = None,
+                 positive: int | None = None):
+        # Calibration fitted after training (palaestra.evaluation.calibration): the logits are divided by
+        # `temperature` before the softmax; a binary target calls a row `classes[positive]` when that class's
+        # probability is at least `threshold` (None: the most probable class).
         super().__init__(name)
         self.classes = classes
+        self.temperature = float(temperature)
+        self.threshold, self.positive = threshold, positive
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise DataError(f"target '{name}': temperature must be a positive number, got {temperature!r}")
+        if threshold is not None and (len(classes) != 2 or positive not in (0, 1) or not 0 <= threshold <= 1):
+            raise DataError(f"target '{name}': a decision threshold needs two classes, a positive class (0 or 1) and "
+                            f"a value in [0, 1]")
 
     @classmethod
     def fit(cls, name: str, values: Any) -> CategoryOutput:
@@ -68,14 +80,22 @@ class CategoryOutput(OutputFeature):
         return np.asarray(self.classes, dtype=object)[codes]
 
     def decode(self, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        probs = softmax(outputs.astype(np.float64))
+        probs = softmax(outputs.astype(np.float64) / self.temperature)
         if not np.isfinite(probs).all():
             raise DataError(f"the model's outputs for '{self.name}' are not finite (NaN or infinite): the inputs may "
                             f"hold values far outside the training range")
-        return self.labels(probs.argmax(1)), probs
+        if self.threshold is None:
+            return self.labels(probs.argmax(1)), probs
+        positive = probs[:, self.positive] >= self.threshold
+        return self.labels(np.where(positive, self.positive, 1 - self.positive)), probs
 
     def state(self) -> dict[str, Any]:
-        return {"classes": self.classes}
+        state: dict[str, Any] = {"classes": self.classes}
+        if self.temperature != 1.0:
+            state["temperature"] = self.temperature
+        if self.threshold is not None:
+            state.update(threshold=self.threshold, positive=self.positive)
+        return state
 
 
 class NumberOutput(OutputFeature):
