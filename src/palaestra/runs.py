@@ -188,7 +188,8 @@ class Run:
         loss_fn = build_loss(self.config.loss, self.spec, split.target)
         device = next(iter(self.model.parameters()), torch.empty(0)).device
         batches = [tuple(t[i:i + 4096].to(device) for t in split.tensors) for i in range(0, len(split), 4096)]
-        ms = metric_set(self.spec, getattr(pre, "target_mean", 0.0), getattr(pre, "target_std", 1.0), device)
+        ms = metric_set(self.spec, getattr(pre, "target_mean", 0.0), getattr(pre, "target_std", 1.0), device,
+                        sync=False)
         result = evaluate(scaled(self.model, getattr(pre, "temperature", 1.0)), batches, loss_fn, ms, device)
         if not with_loss:
             result.pop("loss", None)

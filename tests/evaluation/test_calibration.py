@@ -19,6 +19,7 @@ from palaestra.evaluation.calibration import (
     fit_temperature,
     objective_score,
     reliability_table,
+    scaled,
 )
 
 
@@ -195,3 +196,16 @@ def test_the_server_answers_with_the_calibrated_probabilities_and_threshold(cali
         body = client.post("/predict", json={"rows": rows.to_dict("records")}).json()
     assert body["predictions"] == list(want["prediction"])
     assert [p["rare"] for p in body["probabilities"]] == pytest.approx(list(want["prob_rare"]), abs=1e-6)
+
+
+def test_scoring_through_a_temperature_leaves_the_model_in_eval_mode():
+    """Evaluation restores the mode it found: wrapping an eval-mode model must not hand it back in training mode
+    (dropout would then make a finished run's predictions differ call to call)."""
+    from palaestra.training.loop import evaluate
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Dropout(0.5), torch.nn.Linear(4, 2)).eval()
+    batches = [(torch.randn(8, 3), torch.randint(0, 2, (8,)))]
+    evaluate(scaled(model, 2.0), batches, torch.nn.CrossEntropyLoss(), None, torch.device("cpu"))
+    assert not model.training
+    x = torch.randn(5, 3)
+    assert torch.equal(model(x), model(x))

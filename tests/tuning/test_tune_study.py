@@ -76,8 +76,15 @@ def test_pruners_stop_poor_trials_early(tmp_path, pruner):
     assert all(len(t.intermediate_values) < 5 for t in pruned)
     assert all(sorted(t.intermediate_values) == [1, 2, 3, 4, 5] for t in complete)
     # The per-epoch values are val_loss after each epoch; the score is the run's val_loss with the best
-    # epoch's weights restored (train.restore_best), the value `palaestra train best.yaml` reproduces.
+    # epoch's weights restored (train.restore_best) and its temperature fitted (train.calibrate: auto, which
+    # minimises the validation loss over the temperature, 1 included): the value `palaestra train best.yaml`
+    # reproduces, never above the best epoch's.
     for t in complete:
+        assert t.value == pytest.approx(t.user_attrs["val"]["val_loss"], abs=1e-9)
+        assert t.value <= min(t.intermediate_values.values()) + 1e-6
+    plain = trials(run(cfg(epochs=5, pruner=pruner, trials=6, space=space) | {"train": {
+        "epochs": 5, "progress": False, "early_stopping": None, "threads": 1, "calibrate": "none"}}, tmp_path / "n"))
+    for t in (t for t in plain if t.state.name == "COMPLETE"):
         assert t.value == pytest.approx(min(t.intermediate_values.values()), abs=1e-6)
 
 

@@ -276,8 +276,18 @@ def decoding_graph(pre: Any, n_outputs: int) -> onnx.ModelProto:
         classes = getattr(o, "classes", None)
         if classes is not None:
             probabilities, label = name[f"{prefix}probabilities"], name[f"{prefix}label"]
+            # Calibration, as CategoryOutput.decode applies it: logits divided by the fitted temperature, and
+            # a binary target's decision threshold on the positive class's probability.
+            if o.temperature != 1.0:
+                values = b.op("Div", [values, b.const(o.temperature, np.float64)], "tempered")
             b.nodes.append(helper.make_node("Softmax", [values], [probabilities], axis=1, name=f"post/{probabilities}"))
-            index = b.op("ArgMax", [probabilities], "argmax", axis=1, keepdims=0)
+            if o.threshold is None:
+                index = b.op("ArgMax", [probabilities], "argmax", axis=1, keepdims=0)
+            else:
+                p = b.op("Gather", [probabilities, b.const(o.positive, np.int64)], "positive_p", axis=1)
+                called = b.op("GreaterOrEqual", [p, b.const(o.threshold, np.float64)], "called")
+                index = b.op("Where", [called, b.const(o.positive, np.int64), b.const(1 - o.positive, np.int64)],
+                             "thresholded")
             table, elem = _labels(classes)
             table_name = b.const(table, table.dtype if elem != TensorProto.STRING else object)
             b.nodes.append(helper.make_node("Gather", [table_name, index], [label], axis=0, name=f"post/{label}"))

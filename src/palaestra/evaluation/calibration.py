@@ -106,6 +106,7 @@ class TemperatureScaled(nn.Module):
     def __init__(self, model: nn.Module, temperature: float):
         super().__init__()
         self.model, self.temperature = model, float(temperature)
+        self.train(model.training)  # a fresh Module is in training mode: wrapping must not change the model's
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         return self.model(*inputs) / self.temperature

@@ -39,15 +39,16 @@ class MetricSet:
 
     def __init__(self, task: str, n_classes: int = 0, target_mean: float = 0.0, target_std: float = 1.0,
                  classes: list[Any] | None = None, device: torch.device | str = "cpu",
-                 chunk_elements: int = 1 << 22):
+                 chunk_elements: int = 1 << 22, sync: bool = True):
         self.task, self.n_classes, self.classes = task, n_classes, classes
         self.target_mean, self.target_std = target_mean, target_std
         self.chunk_elements = chunk_elements
         self._outputs: list[torch.Tensor] = []
         self._targets: list[torch.Tensor] = []
         self._elements = 0
+        local = {"sync_on_compute": sync}  # False: this process's rows only, no gather across ranks
         if task == "classification":
-            k, fast = n_classes, {"validate_args": False}
+            k, fast = n_classes, {"validate_args": False, **local}
             self.metrics = MetricCollection({
                 "accuracy": C.MulticlassAccuracy(k, average="micro", **fast),
                 "precision_macro": C.MulticlassPrecision(k, average="macro", **fast),
@@ -56,14 +57,14 @@ class MetricSet:
                 "f1_weighted": C.MulticlassF1Score(k, average="weighted", **fast),
                 "roc_auc": C.MulticlassAUROC(k, average="macro", **fast),
                 "confusion_matrix": C.MulticlassConfusionMatrix(k, **fast),
-                "reliability": Reliability(),
+                "reliability": Reliability(**local),
             }, compute_groups=False)
         elif task == "language_model":
             # Mean next-token cross-entropy (nats) over every position; bits_per_char = loss / ln 2.
-            self.metrics = MetricCollection({"loss": MeanMetric()}, compute_groups=False)
+            self.metrics = MetricCollection({"loss": MeanMetric(**local)}, compute_groups=False)
         else:
-            self.metrics = MetricCollection({"mse": R.MeanSquaredError(), "mae": R.MeanAbsoluteError(),
-                                             "r2": R.R2Score()}, compute_groups=False)
+            self.metrics = MetricCollection({"mse": R.MeanSquaredError(**local), "mae": R.MeanAbsoluteError(**local),
+                                             "r2": R.R2Score(**local)}, compute_groups=False)
         self.metrics.to(device)
 
     @property
@@ -161,11 +162,13 @@ class MultiMetricSet:
 
 
 def metric_set(spec: Any, target_mean: float = 0.0, target_std: float = 1.0,
-               device: torch.device | str = "cpu") -> MetricSet | MultiMetricSet:
-    """The metrics of a run's task: one ``MetricSet``, or one per target for several targets."""
+               device: torch.device | str = "cpu", sync: bool = True) -> MetricSet | MultiMetricSet:
+    """The metrics of a run's task: one ``MetricSet``, or one per target for several targets. ``sync``: gather
+    across the ranks of a data-parallel run when computed (the loop's sharded splits); off for data only this
+    process holds (``Run.evaluate``, which rank 0 alone calls while it writes the run's report)."""
     outputs = getattr(spec, "outputs", None) or []
     if len(outputs) <= 1:
-        return MetricSet(spec.task, spec.n_outputs, target_mean, target_std, spec.classes, device)
-    parts = [MetricSet(o["task"], o["width"], o.get("mean", 0.0), o.get("std", 1.0), o.get("classes"), device)
-             for o in outputs]
+        return MetricSet(spec.task, spec.n_outputs, target_mean, target_std, spec.classes, device, sync=sync)
+    parts = [MetricSet(o["task"], o["width"], o.get("mean", 0.0), o.get("std", 1.0), o.get("classes"), device,
+                       sync=sync) for o in outputs]
     return MultiMetricSet([o["name"] for o in outputs], parts, [o["width"] for o in outputs])
