@@ -10,6 +10,7 @@ import json
 import math
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,11 +53,11 @@ def claim_dir(path: str | Path, made_by: str, legacy: tuple[str, ...] = ()) -> P
     if path.exists() and not path.is_dir():
         raise OutputError(f"cannot write {path}: it exists and is not a directory")
     if path.is_dir() and any(path.iterdir()):
-        owner = path / OWNER
-        try:
-            mine = owner.is_file() and json.loads(owner.read_text(encoding="utf-8")).get("made_by") == made_by
-        except (OSError, ValueError, AttributeError):
-            mine = False
+        mine = _marked_by(path, made_by)
+        if not mine and _being_claimed(path):  # another process is writing the marker (tune workers start together)
+            deadline = time.monotonic() + 10.0
+            while not (mine := _marked_by(path, made_by)) and _being_claimed(path) and time.monotonic() < deadline:
+                time.sleep(0.05)
         if not mine and not any((path / name).exists() for name in legacy):
             found = sorted(p.name for p in path.iterdir())
             shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
@@ -68,12 +69,25 @@ def claim_dir(path: str | Path, made_by: str, legacy: tuple[str, ...] = ()) -> P
     return path
 
 
-def owned_by(path: str | Path, made_by: str) -> bool:
-    """Whether ``claim_dir(path, made_by)`` created (or adopted) this directory."""
+def _marked_by(path: Path, made_by: str) -> bool:
     try:
-        return json.loads((Path(path) / OWNER).read_text(encoding="utf-8")).get("made_by") == made_by
+        return json.loads((path / OWNER).read_text(encoding="utf-8")).get("made_by") == made_by
     except (OSError, ValueError, AttributeError):
         return False
+
+
+def _being_claimed(path: Path) -> bool:
+    """Whether everything in ``path`` is a marker still being written (its temporary name, before the rename)."""
+    try:
+        names = [p.name for p in path.iterdir()]
+    except OSError:
+        return False
+    return bool(names) and all(n.startswith(f".{OWNER}.") and n.endswith(".tmp") for n in names)
+
+
+def owned_by(path: str | Path, made_by: str) -> bool:
+    """Whether ``claim_dir(path, made_by)`` created (or adopted) this directory."""
+    return _marked_by(Path(path), made_by)
 
 
 def temp_path(path: str | Path) -> Path:

@@ -102,6 +102,20 @@ def test_claim_dir_reuses_only_its_own_directory(tmp_path):
     assert claim_dir(legacy, "tune", legacy=("study.db",)) == legacy  # made before markers existed
 
 
+def test_claim_dir_waits_for_a_marker_another_process_is_writing(tmp_path):
+    """Two tune workers start on one --out: the second may find only the first's marker under its temporary name.
+    It waits for the rename and joins, rather than calling the directory someone else's."""
+    import threading
+
+    study = tmp_path / "study"
+    study.mkdir()
+    tmp = study / f".{OWNER}.abc123.tmp"
+    tmp.write_text(json.dumps({"made_by": "tune"}))
+    threading.Timer(0.3, os.replace, (tmp, study / OWNER)).start()
+    assert claim_dir(study, "tune") == study
+    assert sorted(p.name for p in study.iterdir()) == [OWNER]
+
+
 def test_best_run_is_removed_only_when_the_study_wrote_it(tmp_path):
     from palaestra.tuning.outputs import _remove_own_best_run
 
