@@ -15,7 +15,6 @@ import math
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 REQUIRED = f"The input must be a JSON object with exactly one of the input fields {', '.join(FORMATS)}"
@@ -33,8 +32,9 @@ def error(message: str, code: str = "BAD_REQUEST") -> dict[str, str]:
     return {"error_code": code, "message": message}
 
 
-def parse(body: bytes, content_type: str | None, tables: bool) -> pd.DataFrame | np.ndarray:
-    """Request bytes -> raw rows (a frame, for a table run) or an array (an array run)."""
+def parse(body: bytes, content_type: str | None, tables: bool) -> dict[str, list[Any]] | np.ndarray:
+    """Request bytes -> raw columns (column -> values, for a table run: no pandas frame on the request path) or
+    an array (an array run)."""
     mime = (content_type or "application/json").split(";")[0].strip().lower()
     if mime != "application/json":
         raise ScoringError(f"this server takes application/json (got '{mime}')", status=415)
@@ -64,7 +64,14 @@ def parse(body: bytes, content_type: str | None, tables: bool) -> pd.DataFrame |
     return _records(data, key)
 
 
-def _split(data: Any) -> pd.DataFrame:
+def rows_in(raw: dict[str, list[Any]] | np.ndarray) -> int:
+    """How many rows ``parse``'s result holds."""
+    if isinstance(raw, dict):
+        return len(next(iter(raw.values()), []))
+    return len(raw)
+
+
+def _split(data: Any) -> dict[str, list[Any]]:
     if not isinstance(data, dict) or not isinstance(data.get("columns"), list) or not isinstance(data.get("data"), list):
         raise ScoringError("'dataframe_split' must be {\"columns\": [...], \"data\": [[...], ...]}")
     columns, rows = data["columns"], data["data"]
@@ -75,22 +82,26 @@ def _split(data: Any) -> pd.DataFrame:
         if not isinstance(row, list) or len(row) != len(columns):
             raise ScoringError(f"dataframe_split.data[{i}] must be a list of {len(columns)} values, one per column")
     _check_scalars(rows, "dataframe_split.data")
-    return pd.DataFrame(rows, columns=[str(c) for c in columns])
+    names = [str(c) for c in columns]
+    if len(set(names)) < len(names):
+        raise ScoringError("'dataframe_split' names a column more than once")
+    return {name: [row[j] for row in rows] for j, name in enumerate(names)}
 
 
-def _records(data: Any, key: str) -> pd.DataFrame:
+def _records(data: Any, key: str) -> dict[str, list[Any]]:
     if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
         raise ScoringError(f"'{key}' must be a list of records ({{column: value}} objects)")
     _check_scalars([list(r.values()) for r in data], key)
-    return pd.DataFrame.from_records(data)
+    names = list(dict.fromkeys(str(k) for r in data for k in r))  # every column any record names, in order
+    return {name: [r.get(name) for r in data] for name in names}  # a column a record leaves out: missing there
 
 
-def _columns(data: dict[str, Any], key: str) -> pd.DataFrame:
+def _columns(data: dict[str, Any], key: str) -> dict[str, list[Any]]:
     lengths = {len(v) if isinstance(v, list) else -1 for v in data.values()}
     if -1 in lengths or len(lengths) > 1:
         raise ScoringError(f"'{key}' as columns must map each column to a list, all of one length")
     _check_scalars([list(v) for v in data.values()], key)
-    return pd.DataFrame(data)
+    return {str(k): v for k, v in data.items()}
 
 
 def _check_scalars(rows: list[list[Any]], where: str) -> None:
@@ -111,12 +122,18 @@ def _array(data: Any, key: str) -> np.ndarray:
     return x
 
 
-def predictions(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """``palaestra predict``'s frame as MLflow's records, with plain Python values."""
-    out = []
-    for row in frame.to_dict("records"):
-        out.append({k: _plain(v) for k, v in row.items()})
-    return out
+def predictions(decoded: list[Any]) -> list[dict[str, Any]]:
+    """Decoded targets as MLflow's records of ``palaestra predict``'s columns (``prediction``, ``prob_<class>``;
+    prefixed by the target's name for several), with plain Python values."""
+    several = len(decoded) > 1
+    columns: list[tuple[str, Any]] = []
+    for d in decoded:
+        prefix = f"{d.name}_" if several else ""
+        columns.append((f"{prefix}prediction", d.predictions))
+        if d.probabilities is not None:
+            columns += [(f"{prefix}prob_{c}", d.probabilities[:, i]) for i, c in enumerate(d.classes or [])]
+    n = len(decoded[0].predictions) if decoded else 0
+    return [{name: _plain(values[i]) for name, values in columns} for i in range(n)]
 
 
 def _plain(v: Any) -> Any:

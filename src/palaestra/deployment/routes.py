@@ -13,7 +13,6 @@ from fastapi.responses import JSONResponse, Response
 
 from palaestra.deployment import invocations, oip
 from palaestra.errors import UserError
-from palaestra.runs import predictions_frame
 
 
 def open_inference_protocol(app: Any, serving: Any) -> None:
@@ -98,14 +97,14 @@ def mlflow_scoring(app: Any, serving: Any) -> None:
     async def invoke(request: Request) -> Any:
         try:
             raw = invocations.parse(await request.body(), request.headers.get("content-type"), serving.tables)
-            n = len(raw)
+            n = invocations.rows_in(raw)
             if n < 1:
                 raise invocations.ScoringError("the request holds no rows")
             if n > serving.max_rows:
                 raise invocations.ScoringError(f"{n} rows is over the limit of {serving.max_rows} per request",
                                                status=413)
-            decoded, _ = await serving(lambda: raw)
-            return {"predictions": invocations.predictions(predictions_frame(decoded))}
+            decoded, _ = await serving(lambda: serving.table(raw) if serving.tables else raw)
+            return {"predictions": invocations.predictions(decoded)}
         except invocations.ScoringError as exc:
             return JSONResponse(invocations.error(exc.message, exc.code), status_code=exc.status)
         except UserError as exc:
