@@ -90,9 +90,12 @@ def bodies_for(protocol: str, rows: list[dict], meta: dict | None) -> list[bytes
     return out
 
 
-def start_server(run_dir: Path, backend: str, port: int) -> subprocess.Popen:
+def start_server(run_dir: Path, backend: str, port: int, cpus: set[int] | None = None) -> subprocess.Popen:
+    """``palaestra serve`` in a subprocess (on ``cpus`` only, when given), once it answers /health."""
+    pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
     proc = subprocess.Popen([sys.executable, "-m", "palaestra", "serve", str(run_dir), "--port", str(port),
-                             "--backend", backend], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
+                             "--backend", backend], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT,
+                            preexec_fn=pin)
     deadline = time.time() + 180
     while time.time() < deadline:
         if proc.poll() is not None:
@@ -235,7 +238,16 @@ def main() -> None:
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
     p.add_argument("--compress", action="store_true", help="also compress a wide MLP and report the table")
     p.add_argument("--write", action="store_true", help="write the Serving section of BENCHMARKS.md")
+    p.add_argument("--pin", action="store_true", help="the server on the last CPU, this client on the others "
+                   "(so the two do not take turns on one core)")
     args = p.parse_args()
+    server_cpus = None
+    if args.pin:
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            raise SystemExit("--pin needs at least 2 CPUs")
+        server_cpus = {cpus[-1]}
+        os.sched_setaffinity(0, set(cpus[:-1]))
     info = machine()
     load_avg = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="palaestra-serve-bench-") as tmp:
@@ -249,7 +261,7 @@ def main() -> None:
                 for what, r in floor.items()]
         for backend in args.backends:
             port = free_port()
-            proc = start_server(run_dir, backend, port)
+            proc = start_server(run_dir, backend, port, server_cpus)
             try:
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
                 conn.request("GET", "/health")
@@ -272,13 +284,15 @@ def main() -> None:
     table = markdown_table(["backend", "endpoint", "concurrency", "requests", "errors", "p50 ms", "p99 ms",
                             "requests/s"], rows)
     command = "python benchmarks/serve_load.py " + " ".join(sys.argv[1:])
+    pinned = (f" With `--pin`: the server on CPU {min(server_cpus)}, the client and the floor on the others."
+              if server_cpus else "")
     what = f"`{args.run}`" if args.run else "a penguins MLP (hidden [64, 64], 30 epochs)"
     text = (f"{SECTION}\n\n`palaestra serve` under load from a second process on loopback: batch-1 requests (one raw"
             f" test-split row each) for {what}, from *concurrency* client threads, each with one kept-alive"
             f" connection and one request in flight. Latency is per request as the client sees it (JSON, HTTP,"
             f" preprocessing, model, metrics). The floor, in the same run: the run's self-contained ONNX file under"
             f" onnxruntime in the client process (one thread), batch 1, with and without turning the row into its"
-            f" inputs.\n\n{machine_line(info)}; 1-minute load average at start {load_avg:.1f}.\n\n"
+            f" inputs.{pinned}\n\n{machine_line(info)}; 1-minute load average at start {load_avg:.1f}.\n\n"
             f"Command: `{command.strip()}`\n\n{table}\n")
     if compressed:
         text += ("\n`palaestra compress` on a penguins MLP with wide layers (hidden [512, 512], 20 epochs), the same"
