@@ -70,6 +70,7 @@ def claim_dir(path: str | Path, made_by: str, legacy: tuple[str, ...] = ()) -> P
 
 
 def _marked_by(path: Path, made_by: str) -> bool:
+    """Whether ``claim_dir(path, made_by)`` created (or adopted) this directory."""
     try:
         return json.loads((path / OWNER).read_text(encoding="utf-8")).get("made_by") == made_by
     except (OSError, ValueError, AttributeError):
@@ -83,11 +84,6 @@ def _being_claimed(path: Path) -> bool:
     except OSError:
         return False
     return bool(names) and all(n.startswith(f".{OWNER}.") and n.endswith(".tmp") for n in names)
-
-
-def owned_by(path: str | Path, made_by: str) -> bool:
-    """Whether ``claim_dir(path, made_by)`` created (or adopted) this directory."""
-    return _marked_by(Path(path), made_by)
 
 
 def temp_path(path: str | Path) -> Path:

@@ -34,7 +34,7 @@ from palaestra.index import (
 )
 from palaestra.rundir import CORE_FILES, read_history, read_metrics, read_preprocess, verify_run
 
-__all__ = ["CORE_FILES", "STATES", "STATE_FILE", "Run", "RunIndex", "finite_outputs", "predictions_frame", "read_state",
+__all__ = ["CORE_FILES", "STATES", "STATE_FILE", "Run", "RunIndex", "finite_outputs", "prediction_columns", "predictions_frame", "read_state",
            "run_name", "runs_root", "set_state"]
 
 def finite_outputs(out: np.ndarray) -> np.ndarray:
@@ -203,15 +203,22 @@ class Run:
         return result
 
 
-def predictions_frame(decoded: list[Decoded]) -> pd.DataFrame:
-    """Predictions as a frame: ``prediction`` and ``prob_<class>`` for one target; prefixed by the target's
-    name for several."""
-    frame = pd.DataFrame()
+def prediction_columns(decoded: list[Decoded]) -> list[tuple[str, Any]]:
+    """``palaestra predict``'s output columns as (name, values): ``prediction`` and ``prob_<class>`` for one
+    target; prefixed by the target's name for several."""
+    columns: list[tuple[str, Any]] = []
     several = len(decoded) > 1
     for d in decoded:
         prefix = f"{d.name}_" if several else ""
-        frame[f"{prefix}prediction"] = d.predictions
+        columns.append((f"{prefix}prediction", d.predictions))
         if d.probabilities is not None:
-            for i, c in enumerate(d.classes or []):
-                frame[f"{prefix}prob_{c}"] = d.probabilities[:, i]
+            columns += [(f"{prefix}prob_{c}", d.probabilities[:, i]) for i, c in enumerate(d.classes or [])]
+    return columns
+
+
+def predictions_frame(decoded: list[Decoded]) -> pd.DataFrame:
+    """Predictions as a frame of ``prediction_columns``."""
+    frame = pd.DataFrame()
+    for name, values in prediction_columns(decoded):
+        frame[name] = values
     return frame

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from palaestra.runs import prediction_columns
+
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 REQUIRED = f"The input must be a JSON object with exactly one of the input fields {', '.join(FORMATS)}"
 
@@ -123,15 +125,8 @@ def _array(data: Any, key: str) -> np.ndarray:
 
 
 def predictions(decoded: list[Any]) -> list[dict[str, Any]]:
-    """Decoded targets as MLflow's records of ``palaestra predict``'s columns (``prediction``, ``prob_<class>``;
-    prefixed by the target's name for several), with plain Python values."""
-    several = len(decoded) > 1
-    columns: list[tuple[str, Any]] = []
-    for d in decoded:
-        prefix = f"{d.name}_" if several else ""
-        columns.append((f"{prefix}prediction", d.predictions))
-        if d.probabilities is not None:
-            columns += [(f"{prefix}prob_{c}", d.probabilities[:, i]) for i, c in enumerate(d.classes or [])]
+    """Decoded targets as MLflow's records of ``palaestra predict``'s columns, with plain Python values."""
+    columns = prediction_columns(decoded)
     n = len(decoded[0].predictions) if decoded else 0
     return [{name: _plain(values[i]) for name, values in columns} for i in range(n)]
 
