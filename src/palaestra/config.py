@@ -85,9 +85,16 @@ class DataConfig(_Section):
     # Sequences, series and text (issue 3).
     sequence: bool | None = None  # .npz x as (N, T[, F]) sequences; None: decided by data and model family
     window: int = Field(24, ge=1, le=MAX_SIZE)  # forecast: input steps per window
-    horizon: int = Field(1, ge=1, le=MAX_SIZE)  # forecast: predict the value this many steps after the window
+    horizon: int = Field(1, ge=1, le=MAX_SIZE)  # forecast: predict the next 1..horizon steps at once
     season: int | None = Field(None, ge=2, le=MAX_SIZE)  # forecast: steps per season (None: from the training autocorrelation)
     time_column: str | None = None  # forecast: sort rows by this column (None: a date-like column, else row order)
+    series_id: str | None = None  # forecast: the column naming each series of a table of several (one global model)
+    # forecast: rolling-origin backtest: the test span is the last `backtest` x `horizon` steps of each series,
+    # forecast from `backtest` origins `horizon` steps apart (None: the test split's every origin)
+    backtest: int | None = Field(None, ge=1, le=MAX_SIZE)
+    # forecast: numeric columns whose future values are known when forecasting (a price plan, a holiday flag):
+    # the model reads them over the horizon too; other numeric columns are read up to the forecast origin only
+    known_covariates: list[str] = []
     max_length: int = Field(128, ge=2, le=MAX_SIZE)  # text: tokens per text (classification) or context length (language model)
     text_column: str | None = None  # shorthand for features: {COLUMN: {type: text}}
     max_vocab: int = Field(20000, ge=2, le=MAX_SIZE)  # text features: most frequent training words kept

@@ -261,14 +261,28 @@ def evaluate_splits(parts: Parts, data: PreparedData, device: torch.device) -> t
     model = scaled(parts.model, getattr(data.preprocessor, "temperature", 1.0))  # calibrated, if it was
     val = evaluate(model, parts.val, parts.loss_fn, parts.metrics(), device) if parts.val is not None else {}
     test = evaluate(model, parts.test, parts.loss_fn, parts.metrics(), device) if parts.test is not None else {}
-    baseline = getattr(data.preprocessor, "baseline_metrics", None)  # e.g. the persistence forecast's naive_mae
-    scores = getattr(data.preprocessor, "model_scores", None)  # e.g. the forecast's MASE
+    baseline = getattr(data.preprocessor, "baseline_metrics", None)  # e.g. the unigram model's bits per char
+    # forecasting: the metrics in the target's units per series, with the persistence, seasonal and ETS baselines
+    own = getattr(data.preprocessor, "split_metrics", None)
     for metrics, split in ((val, data.val), (test, data.test)):
         if metrics and baseline is not None:
             metrics.update(baseline(split))
-        if metrics and scores is not None:
-            metrics.update(scores(metrics))
+        if metrics and own is not None:
+            metrics.update(own(data.raw, split, split_outputs(model, split, device)))
     return val, test
+
+
+def split_outputs(model: torch.nn.Module, split: Any, device: torch.device, batch: int = 4096) -> np.ndarray:
+    """The model's outputs for a split's inputs, in evaluation mode (the mode it was in is restored)."""
+    was = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            outs = [model(*(t[i:i + batch].to(device) for t in split.inputs)).float().cpu()
+                    for i in range(0, len(split), batch)]
+    finally:
+        model.train(was)
+    return torch.cat(outs).numpy() if outs else np.zeros((0, 1), np.float32)
 
 
 def calibrate_decisions(config: Config, parts: Parts, data: PreparedData, device: torch.device) -> dict[str, Any]:

@@ -152,6 +152,9 @@ class Run:
         decode = getattr(self.preprocessor, "decode", None)
         if decode is None:
             raise DataError(f"a {self.spec.task} run does not predict rows")
+        if getattr(self.preprocessor, "decodes_with_rows", False):  # a forecast of several series
+            raw = self._raw(data)
+            return decode(self.outputs(raw), raw)
         return decode(self.outputs(data))
 
     def predict_proba(self, data: Any) -> np.ndarray:
@@ -164,7 +167,12 @@ class Run:
         """A frame with ``prediction`` (labels as in the training data) and, for classification, ``prob_<class>``.
 
         Several targets: ``<target>_prediction`` per target, and ``<target>_prob_<class>`` for each class target.
+        A forecast: one row per origin and step ahead, with its series and time (``forecast_frame``).
         """
+        forecast = getattr(self.preprocessor, "forecast_frame", None)
+        if forecast is not None:
+            raw = self._raw(data)
+            return forecast(raw, self.outputs(raw))
         return predictions_frame(self.decode(data))
 
     def evaluate(self, data: Any, with_loss: bool = False) -> dict[str, Any]:
@@ -183,8 +191,13 @@ class Run:
         raw = self._raw(data)
         if isinstance(raw, ArrayData) and raw.y is None:
             raise DataError("the data has no 'y' array to evaluate against")
-        inputs, target = pre.labelled(labelled_rows(raw, getattr(pre, "targets", [])))
-        split = to_split(inputs, target, np.arange(len(target)))
+        if hasattr(pre, "split_metrics"):  # a forecast: the windows keep the rows they forecast
+            frame = pre.ordered(raw)
+            inputs, target, rows = pre.labelled_windows(frame)
+        else:
+            inputs, target = pre.labelled(labelled_rows(raw, getattr(pre, "targets", [])))
+            rows = np.arange(len(target))
+        split = to_split(inputs, target, rows)
         loss_fn = build_loss(self.config.loss, self.spec, split.target)
         device = next(iter(self.model.parameters()), torch.empty(0)).device
         batches = [tuple(t[i:i + 4096].to(device) for t in split.tensors) for i in range(0, len(split), 4096)]
@@ -196,9 +209,9 @@ class Run:
         baseline = getattr(pre, "baseline_metrics", None)
         if baseline is not None:
             result.update(baseline(split))
-        scores = getattr(pre, "model_scores", None)
-        if scores is not None:
-            result.update(scores(result))
+        own = getattr(pre, "split_metrics", None)
+        if own is not None:  # the ETS baseline needs the training history: metrics.json has it
+            result.update(own(frame, split, self._run_model(tuple(t.numpy() for t in split.inputs)), ets=False))
         result["rows"] = int(len(split))
         return result
 

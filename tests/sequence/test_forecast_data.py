@@ -26,29 +26,77 @@ def test_windows_targets_and_no_leakage():
     pre = data.preprocessor
     assert pre.features == ["y", "other"] and pre.time_column == "t"
     # scaling from the 30 training rows only
-    assert pre.mean[0] == pytest.approx(df.y[:30].mean()) and pre.std[0] == pytest.approx(df.y[:30].std(ddof=0))
-    # each target lies in its own split; train targets start at window + horizon - 1
-    assert data.train.index.tolist() == list(range(5, 30))
-    assert data.val.index.tolist() == list(range(30, 40)) and data.test.index.tolist() == list(range(40, 50))
+    mean, std = pre.stats[""]["mean"], pre.stats[""]["std"]
+    assert mean[0] == pytest.approx(df.y[:30].mean()) and std[0] == pytest.approx(df.y[:30].std(ddof=0))
+    # each window's two targets lie in its own split; the index is the first target's row
+    assert data.train.index.tolist() == list(range(4, 29))
+    assert data.val.index.tolist() == list(range(30, 39)) and data.test.index.tolist() == list(range(40, 49))
     x, target = data.test.inputs[0], data.test.target
-    first = data.test.index[0]  # row 40: inputs rows 35..38 (the window ends horizon=2 steps before)
-    y_scaled = (df.y.to_numpy() - pre.mean[0]) / pre.std[0]
-    assert np.allclose(x[0, :, 0].numpy(), y_scaled[35:39], atol=1e-5)
-    assert target[0].item() == pytest.approx(y_scaled[first], abs=1e-5)
+    assert target.shape == (9, 2)
+    y_scaled = (df.y.to_numpy() - mean[0]) / std[0]
+    assert np.allclose(x[0, :, 0].numpy(), y_scaled[36:40], atol=1e-5)  # rows 36..39, the origin is row 39
+    assert np.allclose(target[0].numpy(), y_scaled[40:42], atol=1e-5)
     # changing the future (test rows) changes nothing in training
     changed = df.copy()
     changed.loc[40:, "y"] = -1000.0
     again = prepare_data(_cfg(window=4, horizon=2), 0, source=changed)
     assert np.array_equal(again.train.inputs[0].numpy(), data.train.inputs[0].numpy())
-    assert again.preprocessor.mean == pre.mean
+    assert again.preprocessor.stats == pre.stats
 
 
-def test_naive_mae_is_the_persistence_forecast():
+def test_backtest_forecasts_from_k_origins_a_horizon_apart():
     df = _series()
-    data = prepare_data(_cfg(window=3, horizon=1), 0, source=df)
-    naive = data.preprocessor.baseline_metrics(data.test)["naive_mae"]
+    data = prepare_data(_cfg(window=4, horizon=3, backtest=2), 0, source=df)
+    assert data.test.index.tolist() == [44, 47]  # targets 44..46 and 47..49: the last 2 x 3 rows
+    assert data.val.index.max() + 2 < 44  # validation targets end before the test span
+    assert data.spec.n_outputs == 3 and data.spec.input_shape == [4, 2]
+
+
+def test_several_series_are_scaled_and_windowed_apart():
+    a, b = _series(40), _series(40)
+    b["y"] = b["y"] * 100 + 5000
+    frame = pd.concat([a.assign(store="a"), b.assign(store="b")]).sample(frac=1.0, random_state=0)
+    data = prepare_data(_cfg(window=4, series_id="store"), 0, source=frame)
+    pre = data.preprocessor
+    assert set(pre.stats) == {"a", "b"} and pre.stats["b"]["mean"][0] > 100 * pre.stats["a"]["mean"][0]
+    # no window crosses from one series into the other: both series' windows look alike once scaled
+    assert len(data.train) == 2 * (24 - 4) and np.allclose(data.train.inputs[0][:20], data.train.inputs[0][20:], atol=1e-4)
+    # a known covariate is read over the horizon too; the rest hold their origin's value there
+    known = prepare_data(_cfg(window=4, horizon=2, known_covariates=["other"]), 0, source=_series())
+    x = known.train.inputs[0]
+    assert x.shape[1:] == (6, 2)
+    z_other = (_series().other.to_numpy() - known.preprocessor.stats[""]["mean"][1]) / known.preprocessor.stats[""]["std"][1]
+    assert np.allclose(x[0, 4:, 1].numpy(), z_other[4:6], atol=1e-5)  # rows after the origin (row 3)
+    assert np.allclose(x[0, 4:, 0].numpy(), x[0, 3, 0].item())  # the target held at the origin
+
+
+def test_baselines_are_measured_on_the_same_points_in_target_units():
+    df = _series()
+    data = prepare_data(_cfg(window=3, horizon=1, season=4), 0, source=df)
+    pre, test = data.preprocessor, data.test
+    persistence = test.inputs[0][:, -1, :1].numpy()  # a "model" that forecasts the last value
+    m = pre.split_metrics(data.raw, test, persistence, ets=False)
     y = df.y.to_numpy()
-    assert naive == pytest.approx(np.abs(y[40:50] - y[39:49]).mean(), rel=1e-5)
+    assert m["naive_mae"] == pytest.approx(np.abs(y[40:50] - y[39:49]).mean(), rel=1e-5)
+    assert m["mae"] == pytest.approx(m["naive_mae"], rel=1e-5) and m["mase"] == pytest.approx(m["naive_mase"], rel=1e-5)
+    assert m["seasonal_naive_mae"] == pytest.approx(np.abs(y[40:50] - y[36:46]).mean(), rel=1e-5)
+    assert m["naive_mase"] == pytest.approx(m["naive_mae"] / np.abs(np.diff(y[:30])).mean(), rel=1e-5)
+
+
+def test_ets_baseline_and_mase_averaged_over_series():
+    t = np.arange(120)
+    season = 10 + 3 * np.sin(2 * np.pi * t / 12)
+    frame = pd.concat([pd.DataFrame({"t": t, "y": season + 0.05 * t, "shop": "a"}),
+                       pd.DataFrame({"t": t, "y": 100 * season, "shop": "b"})])
+    data = prepare_data(_cfg(window=12, horizon=2, season=12, series_id="shop"), 0, source=frame)
+    pre, test = data.preprocessor, data.test
+    parts = pre.split_forecasts(data.raw, test, np.zeros((len(test), 2)))
+    assert set(parts) >= {"actual", "model", "naive", "seasonal_naive", "ets"}
+    # ETS with the season fits these noiseless series far better than persistence
+    assert np.abs(parts["ets"] - parts["actual"]).mean() < 0.1 * np.abs(parts["naive"] - parts["actual"]).mean()
+    m = pre.split_metrics(data.raw, test, np.zeros((len(test), 2)), ets=False)
+    mase = [np.abs(parts["naive"] - parts["actual"])[parts["series"] == k].mean() / parts["scale"][k] for k in "ab"]
+    assert m["series"] == 2 and m["naive_mase"] == pytest.approx(np.mean(mase))  # each series weighs the same
 
 
 def test_rows_are_put_in_time_order():

@@ -66,6 +66,10 @@ def held_out(run: Run, max_rows: int | None = 512) -> pd.DataFrame | ArrayData |
     index = index[:max_rows]
     if not len(index):
         return None
+    if run.spec.task == "forecast":  # a forecast's window reads the rows before its targets
+        pre = run.preprocessor
+        rows = np.unique((index[:, None] + np.arange(-pre.window, pre.horizon)[None, :]).ravel())
+        return data.raw.iloc[rows[(rows >= 0) & (rows < len(data.raw))]].reset_index(drop=True)
     if isinstance(data.raw, ArrayData):
         y = data.raw.y[index] if data.raw.y is not None else None
         return ArrayData(x=data.raw.x[index], y=y, name=data.raw.name)
@@ -323,9 +327,10 @@ def _write_checked(model: torch.nn.Module, fmt: str, temps: list[Path], names: l
 
 
 def raw_columns(run: Run) -> bool:
-    """Whether the run reads table rows, so that its ONNX export can take the raw columns."""
+    """Whether the run reads table rows, so that its ONNX export can take the raw columns (a forecast's windows
+    are cut from whole series outside the graph: its file takes the windows)."""
     pre = run.preprocessor
-    return hasattr(pre, "features") and getattr(pre, "array", None) is None
+    return run.spec.kind == "table" and hasattr(pre, "features") and getattr(pre, "array", None) is None
 
 
 class RawOnnxRunner:

@@ -194,8 +194,9 @@ class Metrics:
             for label, n in collections.Counter(str(p) for p in predictions).items():
                 self.classes.labels(label).inc(n)
         else:
-            for v in predictions:
-                self.values.observe(float(v))
+            for v in predictions:  # a forecast of several steps: {"<target>+k": value} per row
+                for value in (v.values() if isinstance(v, dict) else (v,)):
+                    self.values.observe(float(value))
 
 
 def _value_buckets(pre: Any) -> tuple[float, ...]:

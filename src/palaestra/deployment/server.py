@@ -71,7 +71,7 @@ class Predictor:
         self._tmp = None
         # With the ONNX backend a table run's graph holds its preprocessing: requests feed it their raw columns
         # (a mapping of column -> values; no pandas frame is built) and it runs once per request.
-        self.columns = backend == "onnx" and takes_rows(run)
+        self.columns = backend == "onnx" and takes_rows(run) and run.spec.kind == "table"
         if backend == "torch":
             self.runner: Any = TorchRunner(run.model)
         elif backend == "onnx":
@@ -88,13 +88,18 @@ class Predictor:
             return self.runner.feed(raw)
         return tuple(self.pre.inputs(raw))
 
-    def decode(self, inputs: Any) -> list[Decoded]:
+    def decode(self, inputs: Any, raw: Any = None) -> list[Decoded]:
+        """``raw``: the request's rows, for a preprocessor that decodes with them (a forecast of several
+        series: each series has its own scale)."""
         if self.columns:
             outputs = self.runner.outputs(inputs, [self.runner.logits])[self.runner.logits]
         else:
             outputs = self.runner(inputs)
         # The same decoding as Run.predict (the preprocessor's one path from outputs to answers).
-        return self.pre.decode(finite_outputs(np.asarray(outputs, dtype=np.float32)))  # NaN/inf: 4xx
+        outputs = finite_outputs(np.asarray(outputs, dtype=np.float32))  # NaN/inf: 4xx
+        if getattr(self.pre, "decodes_with_rows", False):
+            return self.pre.decode(outputs, raw)
+        return self.pre.decode(outputs)
 
     def predict(self, inputs: tuple[np.ndarray, ...]) -> tuple[list[Any], list[dict[str, Any]] | None]:
         return answers(self.decode(inputs))
@@ -140,6 +145,8 @@ def takes_rows(run: Run) -> bool:
 def request_model(run: Run, max_rows: int) -> type[BaseModel]:
     """``{"rows": [...]}`` with one required field per training column, or ``{"inputs": [...]}`` for arrays."""
     pre = run.preprocessor
+    if run.spec.task == "forecast":
+        return _series_request(pre, max_rows)
     if takes_rows(run):
         fields: dict[str, Any] = {}
         for i, col in enumerate(pre.features):
@@ -166,6 +173,27 @@ def request_model(run: Run, max_rows: int) -> type[BaseModel]:
     return create_model("PredictRequest", __config__=ConfigDict(extra="forbid"),
                         inputs=(list[Any], Field(..., min_length=1, max_length=max_rows,
                                                  description=f"a list of samples, each {each}")))
+
+
+def _series_request(pre: Any, max_rows: int) -> type[BaseModel]:
+    """A forecast's request: the series' latest rows (at least a window of them per series), in any order, each
+    with its time, its series and the numeric columns; the target may be null in rows that only bring the
+    horizon's known covariates."""
+    fields: dict[str, Any] = {}
+    named = [c for c in (pre.time_column, pre.series_id) if c]
+    for i, name in enumerate([*named, *pre.features]):
+        if name in named:
+            kind: Any = str | int | float
+            doc = "the time of the row" if name == pre.time_column else "the series the row belongs to"
+        else:
+            kind = float | None
+            doc = "the target (null: a future row)" if name == pre.target else "a numeric column (null: the last value)"
+        fields[f"f{i}"] = (kind, Field(..., alias=name, description=doc))
+    row = create_model("SeriesRow", __config__=ConfigDict(extra="allow", populate_by_name=False), **fields)
+    return create_model("PredictRequest", __config__=ConfigDict(extra="forbid"),
+                        rows=(list[row], Field(..., min_length=1, max_length=max_rows,  # type: ignore[valid-type]
+                                               description=f"at least data.window={pre.window} rows per series; "
+                                                           "one forecast per origin")))
 
 
 def _field_name(loc: tuple | list) -> str:
@@ -207,7 +235,7 @@ class Serving:
         records, or the arrays as lists)."""
         raw = build()
         inputs = self.predictor.inputs(raw)
-        decoded = self.predictor.decode(inputs)
+        decoded = self.predictor.decode(inputs, raw)
         predictions, probabilities = answers(decoded)
         self.metrics.observe_predictions(predictions)
         if self.tables:
@@ -311,7 +339,8 @@ def build_app(run: Run, backend: Literal["torch", "onnx"] = "torch", token: str 
     async def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    routes.open_inference_protocol(app, serving)
+    if run.spec.task != "forecast":  # a forecast reads whole series of rows: /predict and /invocations take them
+        routes.open_inference_protocol(app, serving)
     routes.mlflow_scoring(app, serving)
     app.add_middleware(Guard, metrics=metrics, token=token, max_body=max_body_bytes, protect_all=protect_all,
                        body_timeout=body_timeout)

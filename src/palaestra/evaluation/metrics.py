@@ -98,6 +98,8 @@ class MetricSet:
             self.metrics.update(outputs.softmax(dim=-1), target)
         else:
             scale = self.target_std
+            if outputs.dim() == 2 and outputs.shape[1] > 1:  # several steps ahead: every value counts once
+                outputs, target = outputs.reshape(-1, 1), target.reshape(-1)
             self.metrics.update(outputs.squeeze(-1) * scale + self.target_mean, target.float() * scale + self.target_mean)
 
     def compute(self) -> dict[str, Any]:

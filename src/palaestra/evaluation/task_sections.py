@@ -8,7 +8,6 @@ import html
 from typing import Any
 
 import numpy as np
-import torch
 from matplotlib.figure import Figure
 
 from palaestra.evaluation.plots import png
@@ -21,30 +20,35 @@ def _image(fig: Figure, alt: str) -> str:
 
 
 def forecast_section(run: Any, data: Any) -> tuple[str, str] | None:
-    """The test span: actual values, the model's forecasts and the persistence forecast, in the target's units."""
+    """The test span of the first series: actual values, the model's one-step-ahead forecasts and the baselines
+    on the same points (persistence, seasonal naive, ETS), in the target's units."""
     split = data.test
     if run.spec.task != "forecast" or split is None or len(split) == 0:
         return None
-    pre, model = run.preprocessor, run.model
-    inputs = tuple(t[-MAX_POINTS:] for t in split.inputs)
-    device = next(iter(model.parameters())).device
-    with torch.inference_mode():
-        out = model(*(t.to(device) for t in inputs)).float().cpu().numpy()
-    predicted = pre.decode(out)[0].predictions
-    actual = pre.decode_target(split.target[-MAX_POINTS:].double().numpy())
-    naive = pre.decode_target(inputs[0][:, -1, 0].double().numpy())
-    rows = np.asarray(split.index[-MAX_POINTS:])
+    from palaestra.pipeline import split_outputs
+
+    pre = run.preprocessor
+    device = next(iter(run.model.parameters())).device
+    parts = pre.split_forecasts(data.raw, split, split_outputs(run.model, split, device))
+    series = parts.pop("series")
+    parts.pop("scale")
+    first = series == series[0]
+    rows = np.asarray(split.index)[first][-MAX_POINTS:]
     time_col = getattr(pre, "time_column", None)
     x = data.raw[time_col].iloc[rows].to_numpy() if time_col and time_col in data.raw.columns else rows
+    actual = parts.pop("actual")[first][-MAX_POINTS:, 0]
     fig = Figure(figsize=(9, 3.6), dpi=100, layout="constrained")
     ax = fig.add_subplot()
     ax.plot(x, actual, color="black", linewidth=1.4, label="actual")
-    ax.plot(x, predicted, linewidth=1.2, label=f"forecast (mae {np.mean(np.abs(predicted - actual)):.4g})")
-    ax.plot(x, naive, linewidth=0.9, linestyle="--", alpha=0.7,
-            label=f"persistence (mae {np.mean(np.abs(naive - actual)):.4g})")
+    labels = {"model": "forecast", "naive": "persistence", "seasonal_naive": "seasonal naive", "ets": "ETS"}
+    for name, values in parts.items():
+        predicted = values[first][-MAX_POINTS:, 0]
+        style = {"linewidth": 1.2} if name == "model" else {"linewidth": 0.9, "linestyle": "--", "alpha": 0.7}
+        ax.plot(x, predicted, label=f"{labels[name]} (mae {np.mean(np.abs(predicted - actual)):.4g})", **style)
     ax.set_xlabel(time_col or "row")
     ax.set_ylabel(str(pre.target))
-    ax.set_title(f"test span: {pre.horizon}-step-ahead forecasts")
+    where = f" of {pre.series_id} {series[0]}" if getattr(pre, "series_id", None) else ""
+    ax.set_title(f"test span{where}: one-step-ahead forecasts from each origin")
     ax.grid(alpha=0.3)
     ax.legend()
     return "Forecast vs actual (test span)", _image(fig, "forecast vs actual")

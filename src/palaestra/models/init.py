@@ -20,8 +20,10 @@ def initialize(model: nn.Module, cfg: ModelConfig) -> None:
         return
     if cfg.init == "default":
         return  # PyTorch's own per-layer defaults
-    # A pretrained part (a module with ``pretrained = True``) keeps the weights it was built with.
-    pretrained = {id(m) for part in model.modules() if getattr(part, "pretrained", False) for m in part.modules()}
+    # A pretrained part (a module with ``pretrained = True``), or one whose construction is its initialisation
+    # (``keeps_init = True``: e.g. dlinear starts from the persistence forecast), keeps the weights it was built with.
+    pretrained = {id(m) for part in model.modules()
+                  if getattr(part, "pretrained", False) or getattr(part, "keeps_init", False) for m in part.modules()}
     for module in model.modules():
         if id(module) in pretrained:
             continue

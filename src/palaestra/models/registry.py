@@ -34,7 +34,7 @@ class Family:
     name: str
     build: Callable[[FeatureSpec, ModelConfig], nn.Module]
     kinds: tuple[str, ...]  # data kinds it accepts (FeatureSpec.kind)
-    default_for: tuple[str, ...] = ()  # data kinds for which `auto` picks it
+    default_for: tuple[str, ...] = ()  # tasks or data kinds for which `auto` picks it (a task's default first)
     # () -> (FeatureSpec, inputs, target): a tiny example for the shared contract test, for kinds it cannot make
     example: Callable[[], tuple] | None = None
     defaults: dict[str, Any] = field(default_factory=dict)  # dotted config path -> value, unless the user set it
@@ -78,9 +78,10 @@ def resolve_layout(config: Config) -> DataConfig:
 
 def resolve_family(spec: FeatureSpec, cfg: ModelConfig) -> str:
     if cfg.family == "auto":
-        for fam in FAMILIES.values():
-            if spec.kind in fam.default_for:
-                return fam.name
+        for wanted in (spec.task, spec.kind):  # e.g. forecasting's own default before the sequence default
+            for fam in FAMILIES.values():
+                if wanted in fam.default_for and spec.kind in fam.kinds:
+                    return fam.name
         raise ConfigError(f"no model family is registered for {spec.kind} data")
     if cfg.family not in FAMILIES:
         close = difflib.get_close_matches(cfg.family, list(FAMILIES), n=1)
@@ -103,5 +104,5 @@ def build_model(spec: FeatureSpec, cfg: ModelConfig) -> nn.Module:
     model = FAMILIES[resolve_family(spec, cfg)].build(spec, cfg)
     initialize(model, cfg)
     if spec.task == "forecast" and cfg.window_norm != "none":
-        model = WindowNorm(model, cfg.window_norm)
+        model = WindowNorm(model, cfg.window_norm, int(spec.extra.get("window") or 0) or None)
     return model
