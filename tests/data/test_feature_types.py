@@ -93,6 +93,14 @@ def test_inference_types_columns_and_keeps_long_text_and_dates():
                      "colour": "category", "title": "text", "city": "category"}
 
 
+def test_a_coded_column_is_a_category_and_a_stray_word_in_measurements_an_error():
+    grades = pd.Series(["9", "10", "11", "12"] * 60 + ["other"] * 5)  # school grades and a code for the rest
+    assert infer_column("grade", grades) == "category"
+    weights = pd.Series([f"{w:.1f}" for w in np.linspace(40, 120, 200)] + ["heavy"])
+    with pytest.raises(DataError, match="'weight' is numeric but row 200 holds text 'heavy'"):
+        infer_column("weight", weights)
+
+
 @pytest.mark.parametrize("kind,values", [("category", ["b", "a", "c", "a"]), ("number", [1.5, -2.0, 3.25, 0.0])])
 def test_output_type_encode_decode_round_trip(kind, values):
     out = OUTPUT_TYPES[kind].fit("y", pd.Series(values))

@@ -77,6 +77,9 @@ def looks_like_identifier(name: str, series: pd.Series) -> bool:
     return bool(unique_ratio > 0.9 or (named_id and unique_ratio > 0.5))
 
 
+CODED_LEVELS = 20  # a mostly numeric column with at most this many distinct values and some text: a category
+
+
 def infer_column(name: str, series: pd.Series) -> str | None:
     """A column's feature type, or None for an identifier to drop. Raises for a column it cannot use."""
     missing = is_missing(series)
@@ -95,6 +98,8 @@ def infer_column(name: str, series: pd.Series) -> str | None:
     if looks_like_times(series):
         return "datetime"
     if n_present and bad.sum() / n_present <= 0.1:
+        if series[~missing].astype(str).nunique() <= CODED_LEVELS:
+            return "category"  # a coded column: grades '9'..'12' and 'other' are levels, not measurements
         first = bad.idxmax()
         raise DataError(f"column '{name}' is numeric but row {first} holds text {series[first]!r}: "
                         f"fix the value, or mark it missing (empty, NA or ?)")
