@@ -221,7 +221,9 @@ def fit_palaestra(table: Table, frame: pd.DataFrame, rows: Rows, seed: int, opts
                   "early_stopped": stop.startswith("early stopping"), "stop_reason": stop,
                   "family": run.config.model.family, "parameters": m["parameters"],
                   "train_seconds": m["train_seconds"],
-                  "own_test": {k: v for k, v in m["test"].items() if k in ("accuracy", "r2", "loss")}}
+                  "own_test": {k: v for k, v in m["test"].items() if k in ("accuracy", "r2", "loss")},
+                  # what a default is chosen on: the validation rows, never the test rows
+                  "val": {k: v for k, v in m["val"].items() if k in ("accuracy", "r2", "loss")}}
 
 
 def fit_hgb(table: Table, frame: pd.DataFrame, rows: Rows, seed: int, opts: dict) -> tuple[Any, dict]:
