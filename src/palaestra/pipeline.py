@@ -33,7 +33,7 @@ from palaestra.runs import Run, RunIndex, read_state, run_name, runs_root, set_s
 from palaestra.training import callbacks as cb
 from palaestra.training import trackers as tracking
 from palaestra.training.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
-from palaestra.training.loop import evaluate, fit
+from palaestra.training.loop import evaluate, fit, split_outputs
 from palaestra.training.losses import build_loss
 from palaestra.training.optim import Schedule, build_optimizer
 from palaestra.training.parallel import setup as setup_distributed
@@ -271,18 +271,6 @@ def evaluate_splits(parts: Parts, data: PreparedData, device: torch.device) -> t
             metrics.update(own(data.raw, split, split_outputs(model, split, device)))
     return val, test
 
-
-def split_outputs(model: torch.nn.Module, split: Any, device: torch.device, batch: int = 4096) -> np.ndarray:
-    """The model's outputs for a split's inputs, in evaluation mode (the mode it was in is restored)."""
-    was = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            outs = [model(*(t[i:i + batch].to(device) for t in split.inputs)).float().cpu()
-                    for i in range(0, len(split), batch)]
-    finally:
-        model.train(was)
-    return torch.cat(outs).numpy() if outs else np.zeros((0, 1), np.float32)
 
 
 def calibrate_decisions(config: Config, parts: Parts, data: PreparedData, device: torch.device) -> dict[str, Any]:

@@ -121,3 +121,24 @@ def test_sunspots_builtin_is_a_forecast():
     data = prepare_data(DataConfig(source="sunspots"), 0)
     assert data.spec.task == "forecast" and data.preprocessor.time_column == "YEAR"
     assert data.preprocessor.features == ["SUNACTIVITY"]
+
+
+def test_ets_forecasts_from_every_origin_match_statsmodels_refiltering():
+    """One filter pass, then the state-space recursion: the same forecasts as statsmodels' own
+    ``apply(history up to the origin).forecast(h)`` from each origin, with the parameters kept."""
+    pytest.importorskip("statsmodels")
+    import warnings
+
+    from statsmodels.tsa.statespace.exponential_smoothing import ExponentialSmoothing
+
+    from palaestra.data.forecast import _best_ets, _forecasts_from
+
+    t = np.arange(160)
+    y = 10 + 0.05 * t + 2 * np.sin(2 * np.pi * t / 12) + np.random.default_rng(0).normal(0, 0.3, 160)
+    fit = _best_ets(ExponentialSmoothing, y[:120], 12)
+    assert fit is not None and fit.model.seasonal
+    origins = np.array([119, 130, 147])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = np.stack([np.asarray(fit.apply(y[:o + 1]).forecast(12)) for o in origins])
+    assert np.allclose(_forecasts_from(fit, y[:148], origins, 12), expected, atol=1e-9)

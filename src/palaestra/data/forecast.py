@@ -444,11 +444,26 @@ def ets_forecasts(y: np.ndarray, keys: np.ndarray, origins: np.ndarray, horizon:
         fit = _best_ets(ExponentialSmoothing, history, season)
         if fit is None:
             return None
-        for i in mine:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                out[i] = np.asarray(fit.apply(y[a: origins[i] + 1]).forecast(horizon))
+        out[mine] = _forecasts_from(fit, y[a: origins[mine].max() + 1], origins[mine] - a, horizon)
     return out if np.isfinite(out).all() else None
+
+
+def _forecasts_from(fit: Any, y: np.ndarray, origins: np.ndarray, horizon: int) -> np.ndarray:
+    """A fitted state-space model's forecasts ``(len(origins), horizon)`` from each origin of ``y`` with its
+    parameters kept: one filter pass over ``y``, then ``Z T^(h-1) a + d`` from the state predicted after each
+    origin (what ``fit.apply(y[:origin + 1]).forecast(horizon)`` gives, without a filter pass per origin)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = fit.apply(y)
+    f = res.filter_results
+    design, transition = f.design[0, :, 0], f.transition[:, :, 0]
+    intercept = float(f.obs_intercept[0, 0])
+    state = f.predicted_state[:, origins + 1]  # (k_states, N): the state after each origin's value
+    out = np.empty((len(origins), horizon))
+    for h in range(horizon):
+        out[:, h] = design @ state + intercept
+        state = transition @ state
+    return out
 
 
 def _best_ets(model: Any, history: np.ndarray, season: int | None) -> Any:

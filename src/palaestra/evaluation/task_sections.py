@@ -25,7 +25,7 @@ def forecast_section(run: Any, data: Any) -> tuple[str, str] | None:
     split = data.test
     if run.spec.task != "forecast" or split is None or len(split) == 0:
         return None
-    from palaestra.pipeline import split_outputs
+    from palaestra.training.loop import split_outputs
 
     pre = run.preprocessor
     device = next(iter(run.model.parameters())).device

@@ -51,6 +51,19 @@ def evaluate(model: nn.Module, batches: Iterable[Batch], loss_fn: nn.Module, met
     return result
 
 
+def split_outputs(model: torch.nn.Module, split: Any, device: torch.device, batch: int = 4096) -> Any:
+    """The model's outputs for a split's inputs, in evaluation mode (the mode it was in is restored)."""
+    was = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            outs = [model(*(t[i:i + batch].to(device) for t in split.inputs)).float().cpu()
+                    for i in range(0, len(split), batch)]
+    finally:
+        model.train(was)
+    return torch.cat(outs).numpy() if outs else torch.zeros(0, 1).numpy()
+
+
 def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     """The float-valued metrics, as the loop logs them; a block per target is flattened to ``TARGET_METRIC``."""
     out: dict[str, float] = {}
