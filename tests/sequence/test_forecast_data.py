@@ -142,3 +142,14 @@ def test_ets_forecasts_from_every_origin_match_statsmodels_refiltering():
         warnings.simplefilter("ignore")
         expected = np.stack([np.asarray(fit.apply(y[:o + 1]).forecast(12)) for o in origins])
     assert np.allclose(_forecasts_from(fit, y[:148], origins, 12), expected, atol=1e-9)
+
+
+def test_a_run_saved_before_series_and_multi_step_horizons_still_loads_or_says_why():
+    from palaestra.data.forecast import ForecastPreprocessor
+
+    old = {"kind": "forecast", "target": "y", "features": ["y"], "mean": [5.0], "std": [2.0], "window": 4,
+           "horizon": 1, "time_column": "t", "season": None, "scale": 0.5}
+    pre = ForecastPreprocessor.from_dict(old)
+    assert (pre.target_mean, pre.target_std, pre.stats[""]["scale"]) == (5.0, 2.0, 0.5)
+    with pytest.raises(DataError, match="retrain it"):
+        ForecastPreprocessor.from_dict({**old, "horizon": 3})

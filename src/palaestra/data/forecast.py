@@ -420,6 +420,9 @@ class ForecastPreprocessor:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ForecastPreprocessor:
+        if "stats" not in d and d.get("horizon", 1) > 1:  # saved when horizon meant "the one value H steps on"
+            raise DataError(f"this forecasting run predicts the single value {d['horizon']} steps ahead, as "
+                            "data.horizon meant before it became the next 1..horizon steps: retrain it")
         return cls(**{k: v for k, v in d.items() if k != "kind"})
 
 
