@@ -272,7 +272,6 @@ def evaluate_splits(parts: Parts, data: PreparedData, device: torch.device) -> t
     return val, test
 
 
-
 def calibrate_decisions(config: Config, parts: Parts, data: PreparedData, device: torch.device) -> dict[str, Any]:
     """Classification with one target: temperature scaling and, for two classes, the decision threshold, fitted on
     the validation split and set on the run's preprocessing (so predict, serve and export apply them); the class
