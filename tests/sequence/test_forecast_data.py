@@ -131,7 +131,7 @@ def test_ets_forecasts_from_every_origin_match_statsmodels_refiltering():
 
     from statsmodels.tsa.statespace.exponential_smoothing import ExponentialSmoothing
 
-    from palaestra.data.forecast import _best_ets, _forecasts_from
+    from palaestra.data.forecast_baselines import _best_ets, _forecasts_from
 
     t = np.arange(160)
     y = 10 + 0.05 * t + 2 * np.sin(2 * np.pi * t / 12) + np.random.default_rng(0).normal(0, 0.3, 160)

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 from testkit import tiny
 
-from palaestra.data.forecast import _parse_times, calendar_season, infer_season
+from palaestra.data.forecast import _parse_times
+from palaestra.data.forecast_baselines import calendar_season, infer_season
 from palaestra.pipeline import train
 
 

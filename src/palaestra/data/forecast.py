@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 
 from palaestra.config import DataConfig
+from palaestra.data.forecast_baselines import calendar_season, ets_forecasts, infer_season, series_runs
 from palaestra.data.scaling import finite_stats, standardized_target
 from palaestra.data.spec import Decoded, FeatureSpec, PreparedData, Split
 from palaestra.data.targets import resolve_targets
@@ -82,15 +83,6 @@ def detect_time_column(df: pd.DataFrame, target: str) -> str | None:
         if pd.api.types.is_datetime64_any_dtype(df[name]) or str(name).strip().lower() in TIME_NAMES:
             return str(name)
     return None
-
-
-def _groups(keys: np.ndarray) -> list[tuple[str, int, int]]:
-    """Contiguous runs of equal keys in an ordered frame: ``(key, start, stop)``."""
-    if len(keys) == 0:
-        return []
-    cuts = np.flatnonzero(keys[1:] != keys[:-1]) + 1
-    bounds = np.concatenate([[0], cuts, [len(keys)]])
-    return [(str(keys[a]), int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
 def _step(times: pd.Series) -> Any:
@@ -198,7 +190,7 @@ class ForecastPreprocessor:
         """An ordered frame's features scaled per series: ``(rows, F)`` float32."""
         values = self.values(frame) if values is None else values
         z = np.empty_like(values)
-        for key, a, b in _groups(self.keys(frame)):
+        for key, a, b in series_runs(self.keys(frame)):
             s = self.series_stats(key, values[a:b])
             z[a:b] = (values[a:b] - np.asarray(s["mean"])) / np.asarray(s["std"])
         return z.astype(np.float32)
@@ -226,7 +218,7 @@ class ForecastPreprocessor:
         target value, whose horizon's known covariates (if any) are in the table. The last one per series
         forecasts beyond the data."""
         out = []
-        for _, a, b in _groups(self.keys(frame)):
+        for _, a, b in series_runs(self.keys(frame)):
             stop = self._observed_end(frame, a, b)
             last = min(stop - 1, b - 1 - self.horizon) if self.known else stop - 1
             out.append(np.arange(a + self.window - 1, last + 1))
@@ -247,7 +239,7 @@ class ForecastPreprocessor:
         ``(N, H)`` (``(N,)`` for one step) and the row of each window's first target."""
         z = self.scaled(frame) if z is None else z
         origins = []
-        for _, a, b in _groups(self.keys(frame)):
+        for _, a, b in series_runs(self.keys(frame)):
             origins.append(np.arange(a + self.window - 1, self._observed_end(frame, a, b) - self.horizon))
         ends = np.concatenate(origins) if origins else np.zeros(0, np.int64)
         if len(ends) == 0:
@@ -277,7 +269,7 @@ class ForecastPreprocessor:
         """The target's mean and spread of each origin's series: ``(N,), (N,)``."""
         values = self.values(frame)
         mean, std = np.zeros(len(frame)), np.ones(len(frame))
-        for key, a, b in _groups(self.keys(frame)):
+        for key, a, b in series_runs(self.keys(frame)):
             s = self.series_stats(key, values[a:b])
             mean[a:b], std[a:b] = s["mean"][0], s["std"][0]
         return mean[origins], std[origins]
@@ -329,7 +321,7 @@ class ForecastPreprocessor:
         origin_rows = np.repeat(origins, self.horizon)
         times = _time_key(frame, self.time_column) if self.time_column in frame.columns else None
         parts = []
-        for _, a, b in _groups(self.keys(frame)):
+        for _, a, b in series_runs(self.keys(frame)):
             mine = (origin_rows >= a) & (origin_rows < b)
             r = rows[mine]
             if times is None:
@@ -390,7 +382,7 @@ class ForecastPreprocessor:
         starts = np.empty(len(frame), np.int64)
         values = self.values(frame)
         scale = {}
-        for key, a, b in _groups(keys):
+        for key, a, b in series_runs(keys):
             starts[a:b] = a
             scale[key] = float(self.series_stats(key, values[a:b])["scale"] or 1.0)
         y = values[:, 0]
@@ -424,105 +416,6 @@ class ForecastPreprocessor:
             raise DataError(f"this forecasting run predicts the single value {d['horizon']} steps ahead, as "
                             "data.horizon meant before it became the next 1..horizon steps: retrain it")
         return cls(**{k: v for k, v in d.items() if k != "kind"})
-
-
-def ets_forecasts(y: np.ndarray, keys: np.ndarray, origins: np.ndarray, horizon: int,
-                  season: int | None) -> np.ndarray | None:
-    """Exponential smoothing forecasts ``(N, horizon)`` from each origin: per series, statsmodels' state-space
-    ETS (additive; with and without a damped trend, with the season when two seasons fit, the lowest AIC)
-    fitted on the series' rows before its first origin's target, then run with those parameters through each
-    origin. None when statsmodels is missing or a series cannot be fitted."""
-    try:
-        from statsmodels.tsa.statespace.exponential_smoothing import ExponentialSmoothing
-    except ImportError:
-        return None
-    out = np.empty((len(origins), horizon))
-    starts = {}
-    for key, a, _ in _groups(keys):
-        starts[key] = a
-    for key in np.unique(keys[origins]):
-        mine = np.flatnonzero(keys[origins] == key)
-        a = starts[key]
-        history = y[a: origins[mine].min() + 1]
-        fit = _best_ets(ExponentialSmoothing, history, season)
-        if fit is None:
-            return None
-        out[mine] = _forecasts_from(fit, y[a: origins[mine].max() + 1], origins[mine] - a, horizon)
-    return out if np.isfinite(out).all() else None
-
-
-def _forecasts_from(fit: Any, y: np.ndarray, origins: np.ndarray, horizon: int) -> np.ndarray:
-    """A fitted state-space model's forecasts ``(len(origins), horizon)`` from each origin of ``y`` with its
-    parameters kept: one filter pass over ``y``, then ``Z T^(h-1) a + d`` from the state predicted after each
-    origin (what ``fit.apply(y[:origin + 1]).forecast(horizon)`` gives, without a filter pass per origin)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        res = fit.apply(y)
-    f = res.filter_results
-    design, transition = f.design[0, :, 0], f.transition[:, :, 0]
-    intercept = float(f.obs_intercept[0, 0])
-    state = f.predicted_state[:, origins + 1]  # (k_states, N): the state after each origin's value
-    out = np.empty((len(origins), horizon))
-    for h in range(horizon):
-        out[:, h] = design @ state + intercept
-        state = transition @ state
-    return out
-
-
-def _best_ets(model: Any, history: np.ndarray, season: int | None) -> Any:
-    seasonal = [None] + ([season] if season and len(history) >= 2 * season + 4 else [])
-    best = None
-    for trend in (False, True):
-        for s in seasonal:
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    fit = model(history, trend=trend, damped_trend=trend, seasonal=s).fit(disp=False)
-            except Exception:  # noqa: BLE001  (statsmodels raises many kinds for a series it cannot fit)
-                continue
-            if np.isfinite(fit.aic) and (best is None or fit.aic < best.aic):
-                best = fit
-    return best
-
-
-def calendar_season(times: pd.Series) -> int | None:
-    """Steps per year-like season read off the time column, as forecasters name them: 12 for months, 4 for
-    quarters, 52 for weeks, 7 for days, 24 for hours (dates, or numbers counting years in fractions: 1991.5,
-    1991.583...); None when the step says nothing (whole numbers, irregular gaps)."""
-    if len(times) < 3:
-        return None
-    if pd.api.types.is_datetime64_any_dtype(times):
-        days = pd.Series(times).diff().dropna().dt.total_seconds().median() / 86400
-        for season, low, high in ((12, 28, 31), (4, 89, 92), (52, 7, 7), (7, 1, 1), (24, 1 / 24, 1 / 24)):
-            if low - 1e-6 <= days <= high + 1e-6:
-                return season
-        return None
-    step = float(np.median(np.diff(np.asarray(times, np.float64))))
-    for season in (12, 4, 52):
-        if step > 0 and abs(step * season - 1) < 1e-3:  # a fraction of a year
-            return season
-    return None
-
-
-def infer_season(series: np.ndarray, max_lag: int) -> int | None:
-    """The lag (2..max_lag) of the highest autocorrelation peak of the detrended series, if it is a clear one
-    (autocorrelation above 0.3 and above its neighbours); None for a series without a season."""
-    y = np.asarray(series, np.float64)
-    if len(y) < 8:
-        return None
-    t = np.arange(len(y))
-    y = y - np.polyval(np.polyfit(t, y, 1), t)  # a trend would make every lag look alike
-    y = y - y.mean()
-    denom = float((y * y).sum())
-    if denom <= 0:
-        return None
-    top = min(max_lag, len(y) // 2)
-    acf = np.array([float((y[k:] * y[:-k]).sum()) / denom for k in range(1, top + 1)])
-    best, best_value = None, 0.3
-    for k in range(2, top):
-        if acf[k - 1] > best_value and acf[k - 1] >= acf[k - 2] and acf[k - 1] >= acf[k]:
-            best, best_value = k, acf[k - 1]
-    return best
 
 
 def _columns(cfg: DataConfig, raw: pd.DataFrame, target: str, time_col: str | None,
@@ -596,7 +489,7 @@ def prepare(cfg: DataConfig, raw: Any, seed: int, notices: list[str]) -> Prepare
     keys = pre.keys(raw)
     per_split: list[list[np.ndarray]] = [[], [], []]
     short, history, times = [], np.zeros(0), None
-    for key, a, b in _groups(keys):
+    for key, a, b in series_runs(keys):
         try:
             parts, n_tr = _split_origins(cfg, a, b, w, h)
         except DataError:
