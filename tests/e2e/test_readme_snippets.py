@@ -44,7 +44,7 @@ SKIPPED = {
         "covered by tests/models/test_pretrained_text.py and the pretrained_vs_random example",
     **{f".venv/bin/python examples/{name}.py": "tests/examples runs every example (with --quick)"
        for name in ("guess_the_number", "separate_two_classes", "which_bird", "backprop_by_hand",
-                    "minibatch_and_epoch", "pretrained_vs_random")},
+                    "minibatch_and_epoch", "pretrained_vs_random", "forecast_against_naive")},
 }
 # What is run, by how each command begins: the command itself is taken from the README, as written.
 RUN = {

@@ -7,6 +7,8 @@ import re
 import sys
 from pathlib import Path
 
+import pytest
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
@@ -84,3 +86,13 @@ def test_pretrained_vs_random(tmp_path, capsys):
         assert accuracy[(budget, "pretrained (MiniLM, frozen)")] > accuracy[(budget, "random init (bag of words)")]
     assert accuracy[(100, "pretrained (MiniLM, frozen)")] > 0.35  # 7 topics: chance is 0.14
     assert "pretrained beats random init at every budget: True" in out
+
+
+def test_forecast_against_naive(tmp_path, capsys):
+    pytest.importorskip("statsmodels")
+    out = run_example("forecast_against_naive", tmp_path, capsys)
+    mase = {m.group(1).strip(): float(m.group(2)) for m in re.finditer(r"^(.+?)\s+MASE ([\d.]+)$", out, re.M)}
+    relative = mase["dlinear, windows from their last value"]
+    assert relative < mase["persistence"] and relative < mase["seasonal naive"]
+    assert relative < mase["dlinear, windows at the training scale"]  # the test years lie above the training range
+    assert re.search(r"next 12 months: 2002-01 \.\. 2002-12", out)
