@@ -26,7 +26,7 @@ import torch
 
 from palaestra.config import DataConfig
 from palaestra.data.forecast_baselines import calendar_season, ets_forecasts, infer_season, series_runs
-from palaestra.data.scaling import finite_stats, standardized_target
+from palaestra.data.scaling import finite_stats
 from palaestra.data.spec import Decoded, FeatureSpec, PreparedData, Split
 from palaestra.data.targets import resolve_targets
 from palaestra.errors import DataError
@@ -178,7 +178,7 @@ class ForecastPreprocessor:
             raise DataError(f"column '{values.columns[values.isna().any()][0]}' has no numeric values")
         return values.to_numpy(np.float64)
 
-    def series_stats(self, key: str, values: np.ndarray) -> dict[str, Any]:
+    def series_stats(self, key: str, values: np.ndarray | None) -> dict[str, Any]:
         """A known series' training statistics; a series the model never saw is scaled by its own rows."""
         if key in self.stats:
             return self.stats[key]
@@ -213,14 +213,17 @@ class ForecastPreprocessor:
         seen = np.flatnonzero(pd.to_numeric(frame[self.target].iloc[a:b], errors="coerce").notna().to_numpy())
         return a + int(seen[-1]) + 1 if len(seen) else a
 
-    def origins(self, frame: pd.DataFrame) -> np.ndarray:
+    def origins(self, frame: pd.DataFrame, labelled: bool = False) -> np.ndarray:
         """Every origin a forecast can be made from: each row of a series with a complete window behind it and a
-        target value, whose horizon's known covariates (if any) are in the table. The last one per series
-        forecasts beyond the data."""
+        target value, whose horizon's known covariates (if any) are in the table; the last one per series
+        forecasts beyond the data. ``labelled``: only origins whose whole horizon is observed."""
         out = []
         for _, a, b in series_runs(self.keys(frame)):
             stop = self._observed_end(frame, a, b)
-            last = min(stop - 1, b - 1 - self.horizon) if self.known else stop - 1
+            if labelled:
+                last = stop - 1 - self.horizon
+            else:
+                last = min(stop - 1, b - 1 - self.horizon) if self.known else stop - 1
             out.append(np.arange(a + self.window - 1, last + 1))
         return np.concatenate(out) if out else np.zeros(0, np.int64)
 
@@ -238,10 +241,7 @@ class ForecastPreprocessor:
         """Every window of an ordered, labelled frame whose whole horizon is observed: inputs, the scaled target
         ``(N, H)`` (``(N,)`` for one step) and the row of each window's first target."""
         z = self.scaled(frame) if z is None else z
-        origins = []
-        for _, a, b in series_runs(self.keys(frame)):
-            origins.append(np.arange(a + self.window - 1, self._observed_end(frame, a, b) - self.horizon))
-        ends = np.concatenate(origins) if origins else np.zeros(0, np.int64)
+        ends = self.origins(frame, labelled=True)
         if len(ends) == 0:
             raise DataError(f"too few rows: every series needs data.window={self.window} plus data.horizon="
                             f"{self.horizon} rows")
@@ -257,20 +257,16 @@ class ForecastPreprocessor:
         inputs, target, _ = self.labelled_windows(self.ordered(df))
         return inputs, target
 
-    def encode_target(self, y: Any) -> np.ndarray:
-        return standardized_target(f"target '{self.target}'", np.asarray(y, np.float64), self.target_mean, self.target_std)
-
-    def decode_target(self, values: np.ndarray) -> np.ndarray:
-        return values * self.target_std + self.target_mean
-
     # -- outputs -> answers ------------------------------------------------------------------------------------
 
     def window_scale(self, frame: pd.DataFrame, origins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The target's mean and spread of each origin's series: ``(N,), (N,)``."""
-        values = self.values(frame)
+        keys = self.keys(frame)
+        unseen = any(k not in self.stats for k in np.unique(keys))  # only those are scaled by their own rows
+        values = self.values(frame) if unseen else None
         mean, std = np.zeros(len(frame)), np.ones(len(frame))
-        for key, a, b in series_runs(self.keys(frame)):
-            s = self.series_stats(key, values[a:b])
+        for key, a, b in series_runs(keys):
+            s = self.series_stats(key, values[a:b] if values is not None else None)
             mean[a:b], std[a:b] = s["mean"][0], s["std"][0]
         return mean[origins], std[origins]
 

@@ -28,7 +28,8 @@ class DLinear(nn.Module):
 
     def __init__(self, steps: int, features: int, n_outputs: int, kernel: int = KERNEL):
         super().__init__()
-        self.kernel = max(1, min(kernel, steps) - (1 - min(kernel, steps) % 2))  # odd, at most the window
+        width = min(kernel, steps)
+        self.kernel = width if width % 2 else width - 1  # odd (centred), at most the window
         self.trend = nn.Linear(steps * features, n_outputs)
         self.remainder = nn.Linear(steps * features, n_outputs)
         for layer in (self.trend, self.remainder):
