@@ -149,6 +149,10 @@ class ModelConfig(_Section):
     # Tables: how the input features are merged (concat -> MLP, or a transformer over one token per feature)
     # and how text columns are read (auto: the family when it is a sequence family, else bag).
     combiner: Literal["concat", "transformer"] = "concat"
+    # `concat` tables: k members that share the dense layers' weights, each with its own input and output scaling
+    # and its own head (BatchEnsemble as TabM uses it, Gorishniy et al. 2024); each member learns from its own
+    # loss, and the prediction is the members' mean. 1: one plain network.
+    ensemble: int = Field(1, ge=1, le=256)
     text_encoder: Literal["auto", "bag", "gru", "lstm", "rnn", "transformer", "minilm"] = "auto"
     # `minilm` (the pretrained sentence encoder of the `text` extra): `frozen` (its embedding of each text is
     # computed once and cached) or `finetune` (its top `text_finetune_layers` layers train too, at the learning

@@ -156,16 +156,24 @@ def _batchers(config: Config, data: PreparedData, device: torch.device, rank: in
 # --- the steps of a run -------------------------------------------------------------------------------------
 
 
-def resolve_config(config: Config, spec: FeatureSpec) -> Config:
+def resolve_config(config: Config, spec: FeatureSpec, rows: int = 0) -> Config:
     """``auto`` resolved (family, task) and the family's declared defaults filled in where the user set nothing,
-    so the run's config.yaml alone retrains the same model. An explicit user setting always wins."""
+    so the run's config.yaml alone retrains the same model. An explicit user setting always wins; the family's
+    data-dependent defaults (``recipes``, given the ``rows`` training rows) see what the user set."""
     family = FAMILIES[resolve_family(spec, config.model)]
     explicit = config.explicit()
     given = flatten(explicit)
+
+    def set_by_user(path: str) -> bool:  # the user set it (or part of it)
+        return any(k == path or k.startswith(path + ".") for k in given)
+
     tree = {**explicit, "model": {**explicit.get("model", {}), "family": family.name},
             "data": {**explicit.get("data", {}), "task": spec.task}}
     for path, value in family.defaults.items():
-        if not any(k == path or k.startswith(path + ".") for k in given):  # the user set it (or part of it)
+        if not set_by_user(path):
+            set_path(tree, path.split("."), value)
+    for path, value in (family.recipes(spec, rows, set_by_user) if family.recipes else {}).items():
+        if not set_by_user(path):
             set_path(tree, path.split("."), value)
     return build_config(tree)
 
@@ -281,8 +289,9 @@ def calibrate_decisions(config: Config, parts: Parts, data: PreparedData, device
         return {}
     out = calibrate(parts.model, parts.val, parts.test, output, data.train.target, config.train.calibrate,
                     config.train.threshold_objective, device)
-    weight = getattr(parts.loss_fn, "weight", None)  # cross-entropy's per-class weights (loss.class_weights)
-    pos_weight = getattr(parts.loss_fn, "pos_weight", None)  # bce: the second class's weight relative to the first
+    loss_fn = getattr(parts.loss_fn, "fn", parts.loss_fn)  # inside the wrapper that scores ensemble members
+    weight = getattr(loss_fn, "weight", None)  # cross-entropy's per-class weights (loss.class_weights)
+    pos_weight = getattr(loss_fn, "pos_weight", None)  # bce: the second class's weight relative to the first
     if weight is None and pos_weight is not None:
         weight = torch.stack([torch.ones_like(pos_weight), pos_weight])
     if weight is not None and output.classes:
@@ -316,7 +325,7 @@ def train(config: Config | dict | str | Path | None = None, *, source: Any = Non
         device, quiet = dist.device, quiet or not dist.is_main  # only rank 0 prints
     data = prepare_data(resolve_layout(config), config.seed, source=source, embedding_dim=config.model.embedding_dim,
                         split_override=split_override)
-    config = resolve_config(config, data.spec)
+    config = resolve_config(config, data.spec, len(data.train.target))
     parts = build_parts(config, data, device, dist)
     run_dir, save = _open_run_dir(out, resume, config, data.spec, getattr(data.preprocessor, "target", None),
                                   parts.state, dist)

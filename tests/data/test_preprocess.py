@@ -55,6 +55,19 @@ def test_column_kinds_are_inferred_and_identifiers_dropped_with_a_notice():
     assert any("'row'" in n for n in notices)
 
 
+def test_a_repeating_integer_identifier_is_a_category_with_a_notice():
+    """A panel's person id (each person on several rows) groups rows: a category, not a quantity; one that is
+    distinct on every row is still dropped; `data.features` can still say numeric."""
+    df = _frame().assign(person_id=np.arange(60) // 4)  # 15 people, 4 rows each
+    pre, notices = _fit(df)
+    assert _col(pre, "person_id").type == "category"
+    assert any("'person_id'" in n and "repeats" in n for n in notices)
+    pre, _ = _fit(_frame().assign(person_id=np.arange(60) * 7))  # a distinct id per row: a row's name
+    assert "person_id" in pre.dropped
+    pre, _ = _fit(_frame().assign(visits=np.arange(60) // 4))  # the same values, not named as an id: a number
+    assert _col(pre, "visits").type == "numeric"
+
+
 def test_data_drop_removes_a_column_without_a_notice():
     pre, notices = _fit(_frame(), drop=["colour"])
     assert "colour" not in pre.feature_columns

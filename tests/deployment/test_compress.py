@@ -115,3 +115,21 @@ def test_int8_weights_leave_no_deprecated_torch_quantization(wide_run, tmp_path,
     deprecations = [str(w.message) for w in recwarn if issubclass(w.category, DeprecationWarning)
                     and "quantiz" in str(w.message)]
     assert not deprecations and not any("torch.ao" in type(m).__module__ for m in new.model.modules())
+
+
+def test_an_ensemble_prunes_and_quantizes_its_shared_weights(tmp_path):
+    """The zero-config table model's shape (8 members sharing their dense weights) compresses like any MLP."""
+    from palaestra.pipeline import train
+
+    model = {"ensemble": 8, "hidden": [64, 64], "dropout": 0.0}
+    run = train(tiny("penguins", epochs=5, model=model), out=tmp_path / "run", quiet=True)
+    new, report = compress(run, tmp_path / "small", prune=0.5, quantize="int8", finetune_epochs=1, repeats=2)
+    with safe_open(str(new.path / "model.safetensors"), "pt") as f:
+        names = set(f.keys())
+    layout = json.loads((new.path / "compression.json").read_text())["tensors"]
+    shared = layout["body.layers.0.linear.weight"]
+    assert shared["quantized"] and shared["format"] == "sparse" and "body.layers.0.linear.weight.mask" in names
+    assert "Int8Linear" in repr(new.model)
+    assert abs(report["after"]["accuracy"] - report["before"]["accuracy"]) <= 0.05
+    raw = held_out(run)
+    np.testing.assert_allclose(Run.load(new.path).outputs(raw), new.outputs(raw), atol=0, rtol=0)

@@ -39,6 +39,7 @@ def _notes(n=80):
 
 CASES = {
     "mlp-table": ({"data": {"source": "penguins"}}, None),
+    "mlp-table-ensemble": ({"data": {"source": "penguins"}, "model": {"ensemble": 4}}, None),
     "mlp-table-text": ({"data": {"source": "notes.csv", "target": "label"}}, "notes"),
     "transformer-combiner": ({"data": {"source": "notes.csv", "target": "label"}, "model": {"combiner": "transformer"}},
                              "notes"),

@@ -165,11 +165,12 @@ def test_wide_init_has_exploding_gradients(tmp_path):
 def test_negative_biases_are_dead_units(healthy):
     run = Run.load(healthy)
     assert "dead_units" not in codes(healthy, run=run)
-    first = run.model.body[0]
+    first = run.model.body.layers[0]  # the default table model: an ensemble of 8 members, biases (8, units)
+    members, units = first.bias.shape
     with torch.no_grad():
-        first.bias[: first.out_features * 3 // 4] = -1e3  # pre-activations far below zero on every row
+        first.bias[:, : units * 3 // 4] = -1e3  # pre-activations far below zero on every row, in every member
     found = [f for f in diagnose(healthy, run=run) if f.code == "dead_units"]
-    assert found and f"body.1: {first.out_features * 3 // 4}/{first.out_features}" in found[0].evidence
+    assert found and f"body.layers.1: {members * (units * 3 // 4)}/{members * units}" in found[0].evidence
 
 
 def test_findings_render_escaped_html():

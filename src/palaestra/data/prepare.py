@@ -17,12 +17,14 @@ from palaestra.data import forecast, generation, text
 from palaestra.data.datasets import builtin_task
 from palaestra.data.features import (
     DROPPED_ID,
+    GROUP_KEY,
     OUTPUT_ALIASES,
     TASK_OUTPUT,
     FitOptions,
     array_layout_for,
     infer_column,
     infer_task,
+    looks_like_group_key,
 )
 from palaestra.data.features.base import is_missing
 from palaestra.data.preprocess import FeaturePreprocessor
@@ -144,6 +146,9 @@ def _input_types(cfg: DataConfig, raw: Any, targets: list[str], notices: list[st
             raise DataError(f"data.features.{name}: type {kind} is not for a table column")
         else:
             types[str(name)] = kind
+            if kind == "category" and name not in declared and looks_like_group_key(str(name), raw[name]):
+                notices.append(f"column '{name}': {GROUP_KEY} ({raw[name].nunique()} values over {len(raw)} "
+                               f"rows; data.features: {{{name}: numeric}} to read it as a number)")
     if not types:
         raise DataError("no usable feature columns remain besides the target")
     return types, dropped

@@ -248,15 +248,23 @@ def _dead_units(f: Facts) -> Finding | None:
     if not any(isinstance(m, nn.ReLU) for m in run.model.modules()):
         return None  # e.g. a recurrent model: nothing to check, and no forward pass over the training rows
     alive: dict[str, torch.Tensor] = {}
+    from palaestra.models.ensemble import EnsembleMLP
 
-    def hook(name: str):
+    # (members, B, units) inside an ensemble: every member's unit counts; (B, channels, ...) elsewhere: a channel
+    members = {id(m) for e in run.model.modules() if isinstance(e, EnsembleMLP) for m in e.modules()}
+
+    def hook(name: str, per_member: bool):
         def record(_module, _inputs, out):
-            fired = (out > 0).flatten(2).any(2) if out.dim() > 2 else out > 0  # (B, units)
+            if per_member:
+                fired = (out > 0).transpose(0, 1).flatten(1)  # (B, members x units)
+            else:
+                fired = (out > 0).flatten(2).any(2) if out.dim() > 2 else out > 0  # (B, units)
             seen = fired.any(0).cpu()
             alive[name] = alive[name] | seen if name in alive else seen
         return record
 
-    handles = [m.register_forward_hook(hook(n)) for n, m in run.model.named_modules() if isinstance(m, nn.ReLU)]
+    handles = [m.register_forward_hook(hook(n, id(m) in members)) for n, m in run.model.named_modules()
+               if isinstance(m, nn.ReLU)]
     try:
         run.outputs(rows if isinstance(rows, pd.DataFrame) else ArrayData(x=rows, y=None))
     finally:

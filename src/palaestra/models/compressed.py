@@ -50,9 +50,11 @@ class Int8Linear(nn.Module):
         q = torch.clamp(torch.round(w / scale), -128, 127)
         return cls(q, scale, 0, linear.bias)
 
+    def float_weight(self) -> torch.Tensor:
+        return (self.weight.float() - self.zero_point) * self.scale  # (out, in)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = (self.weight.float() - self.zero_point) * self.scale  # (out, in)
-        return F.linear(x, w, self.bias)
+        return F.linear(x, self.float_weight(), self.bias)
 
     def extra_repr(self) -> str:
         return f"in_features={self.weight.shape[1]}, out_features={self.weight.shape[0]}, int8 weight"

@@ -5,6 +5,8 @@ plain error rather than a shape crash deep in ``forward``) and its capabilities,
 instead of testing the family's name:
 
 - ``defaults``: config values the family needs unless the user set them (``{"train.grad_clip": 1.0}``);
+- ``recipes``: defaults that depend on the data and on what the user set, ``(spec, training rows, set_by_user)
+  -> {path: value}`` (e.g. a network described by hand is built as described, without the recipe's parts);
 - ``training``: its own training step and monitors, if any: ``(model, run_dir) -> (step_fn, callbacks)`` (the
   GAN's alternating step and its sample monitor);
 - ``channels_last``: whether its 2-D convolutions train faster in the NHWC memory layout;
@@ -43,6 +45,7 @@ class Family:
     arrays_as: str | None = None
     task: str | None = None
     size_knobs: tuple[str, ...] = ("model.hidden",)  # the config keys that set its size (for the doctor's advice)
+    recipes: Callable[[FeatureSpec, int, Callable[[str], bool]], dict[str, Any]] | None = None  # data-dependent defaults
 
 
 FAMILIES: dict[str, Family] = {}
@@ -50,12 +53,13 @@ FAMILIES: dict[str, Family] = {}
 
 def register(name: str, kinds: tuple[str, ...], default_for: tuple[str, ...] = (), example: Callable[[], tuple] | None = None,
              defaults: dict[str, Any] | None = None, channels_last: bool = False, training: Callable | None = None,
-             arrays_as: str | None = None, task: str | None = None, size_knobs: tuple[str, ...] = ("model.hidden",)):
+             arrays_as: str | None = None, task: str | None = None, size_knobs: tuple[str, ...] = ("model.hidden",),
+             recipes: Callable[[FeatureSpec, int, Callable[[str], bool]], dict[str, Any]] | None = None):
     """Decorator: ``@register("mlp", kinds=("table", "vector"), default_for=("table", "vector"))``."""
 
     def deco(fn: Callable[[FeatureSpec, ModelConfig], nn.Module]):
         FAMILIES[name] = Family(name, fn, kinds, default_for, example, dict(defaults or {}), channels_last, training,
-                                arrays_as, task, size_knobs)
+                                arrays_as, task, size_knobs, recipes)
         return fn
 
     return deco

@@ -5,6 +5,7 @@ embedded category gets an ``nn.Embedding``; each text column the encoder ``model
 Combiners: ``concat`` (the encodings side by side, then the dense layers ``model.hidden``) or ``transformer``
 (one token per feature, attention across features, a [CLS] token read out; Gorishniy et al. 2021's
 FT-Transformer). The head is one linear layer whose columns are the targets' outputs side by side.
+With ``model.ensemble: k > 1`` the dense layers and the head are k members (``models.ensemble``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from torch import nn
 from palaestra.config import ModelConfig
 from palaestra.data.spec import FeatureSpec
 from palaestra.errors import ConfigError
+from palaestra.models.ensemble import EnsembleMLP
 from palaestra.models.layers import dense_stack
 from palaestra.models.text_encoders import build_text_encoder
 
@@ -28,8 +30,13 @@ class TabularModel(nn.Module):
         self.texts = nn.ModuleList(build_text_encoder(text_encoder, t, cfg)
                                    for t in spec.texts)
         n_in = spec.n_numeric + sum(dim for _, dim in spec.embeddings) + sum(t.width for t in self.texts)
-        self.body, width = dense_stack(n_in, cfg.hidden, cfg.activation, cfg.dropout)
-        self.head = nn.Linear(width, spec.n_outputs)
+        if cfg.ensemble > 1:  # the members' heads are part of the ensemble
+            self.body: nn.Module = EnsembleMLP(n_in, cfg.hidden, spec.n_outputs, cfg.activation, cfg.dropout,
+                                               cfg.ensemble)
+            self.head: nn.Module = nn.Identity()
+        else:
+            self.body, width = dense_stack(n_in, cfg.hidden, cfg.activation, cfg.dropout)
+            self.head = nn.Linear(width, spec.n_outputs)
 
     def forward(self, numeric: torch.Tensor, categorical: torch.Tensor | None = None, *texts: torch.Tensor) -> torch.Tensor:
         parts = [numeric]

@@ -48,6 +48,20 @@ class TokenCrossEntropy(nn.Module):
         return F.cross_entropy(logits.flatten(0, 1), target.flatten(), label_smoothing=self.label_smoothing)
 
 
+class MemberLoss(nn.Module):
+    """Scores an ensemble's members each on its own: a ``(B, k, outputs)`` output (``model.ensemble: k`` while
+    training) is the mean of the k members' losses; a ``(B, outputs)`` one is passed through."""
+
+    def __init__(self, fn: nn.Module):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if output.dim() == 3:
+            return self.fn(output.flatten(0, 1), target.repeat_interleave(output.shape[1], dim=0))
+        return self.fn(output, target)
+
+
 def resolve_loss_name(cfg: LossConfig, task: str) -> str:
     if cfg.name == "auto":
         return "cross_entropy" if task == "classification" else "mse"
@@ -116,7 +130,7 @@ def build_loss(cfg: LossConfig, spec: FeatureSpec, train_target: torch.Tensor) -
     if spec.task == "language_model":
         return TokenCrossEntropy(cfg.label_smoothing)
     if not spec.multi_target:
-        return _single_loss(cfg, spec.task, spec.n_outputs, train_target, lenient=False)
+        return MemberLoss(_single_loss(cfg, spec.task, spec.n_outputs, train_target, lenient=False))
     names = [o["name"] for o in spec.outputs]
     unknown = sorted(set(cfg.weights) - set(names))
     if unknown:
@@ -128,4 +142,4 @@ def build_loss(cfg: LossConfig, spec: FeatureSpec, train_target: torch.Tensor) -
         losses.append(_single_loss(cfg, o["task"], o["width"], train_target[:, j], lenient=True))
         spans.append((start, start + o["width"]))
         start += o["width"]
-    return MultiTargetLoss(losses, spans, [float(cfg.weights.get(n, 1.0)) for n in names])
+    return MemberLoss(MultiTargetLoss(losses, spans, [float(cfg.weights.get(n, 1.0)) for n in names]))

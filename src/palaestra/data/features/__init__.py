@@ -60,14 +60,18 @@ def output_from_dict(d: dict) -> OutputFeature:
     return OUTPUT_TYPES[kind].from_dict(d)
 
 
+def _named_id(name: str) -> bool:
+    lowered = name.lower()
+    return lowered == "id" or lowered.endswith(("_id", " id")) or lowered in {"index", "uuid", "key", "row"}
+
+
 def looks_like_identifier(name: str, series: pd.Series) -> bool:
     """A distinct value on (almost) every row, or consecutive integers: a row's name, not a property of it."""
     s = series.dropna()
     if len(s) < 20:
         return False
     unique_ratio = s.nunique() / len(s)
-    lowered = name.lower()
-    named_id = lowered == "id" or lowered.endswith(("_id", " id")) or lowered in {"index", "uuid", "key", "row"}
+    named_id = _named_id(name)
     if pd.api.types.is_integer_dtype(s):
         v = np.sort(s.to_numpy())
         consecutive = unique_ratio == 1.0 and np.all(np.diff(v) == 1)
@@ -77,6 +81,15 @@ def looks_like_identifier(name: str, series: pd.Series) -> bool:
     return bool(unique_ratio > 0.9 or (named_id and unique_ratio > 0.5))
 
 
+def looks_like_group_key(name: str, series: pd.Series) -> bool:
+    """Integers named as an identifier whose values repeat, at most half as many as the rows: one entity (a
+    panel's person, a store) over several rows. Its number means nothing; which entity it is may: a category."""
+    s = series.dropna()
+    return (len(s) >= 20 and _named_id(name) and pd.api.types.is_integer_dtype(s)
+            and 2 <= s.nunique() <= len(s) // 2)
+
+
+GROUP_KEY = "an identifier that repeats over rows (one entity each): read as a category, not a number"
 CODED_LEVELS = 20  # a mostly numeric column with at most this many distinct values and some text: a category
 
 
@@ -93,7 +106,10 @@ def infer_column(name: str, series: pd.Series) -> str | None:
         # token) has a distinct string on almost every row but is no identifier.
         present = values.dropna()
         integral = len(present) > 0 and bool(np.isfinite(present).all() and (present == present.round()).all())
-        return None if looks_like_identifier(name, present.astype("int64") if integral else present) else "numeric"
+        as_read = present.astype("int64") if integral else present
+        if looks_like_group_key(name, as_read):
+            return "category"
+        return None if looks_like_identifier(name, as_read) else "numeric"
     n_present = int((~missing).sum())
     if looks_like_times(series):
         return "datetime"
@@ -110,7 +126,8 @@ def infer_column(name: str, series: pd.Series) -> str | None:
     return "category"
 
 
-__all__ = ["ARRAY_LAYOUTS", "DROPPED_ID", "INPUT_TYPES", "OUTPUT_ALIASES", "OUTPUT_TYPES", "TABLE_TYPES",
+__all__ = ["ARRAY_LAYOUTS", "DROPPED_ID", "GROUP_KEY", "INPUT_TYPES", "OUTPUT_ALIASES", "OUTPUT_TYPES", "TABLE_TYPES",
            "TASK_OUTPUT", "ArrayFeature", "array_layout_for", "BinaryFeature", "CategoryFeature", "CategoryOutput", "DatetimeFeature",
            "FitOptions", "InputFeature", "NumberOutput", "NumericFeature", "OutputFeature", "TextFeature",
-           "infer_column", "infer_task", "input_from_dict", "looks_like_identifier", "output_from_dict"]
+           "infer_column", "infer_task", "input_from_dict", "looks_like_group_key", "looks_like_identifier",
+           "output_from_dict"]
