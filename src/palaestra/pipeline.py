@@ -34,7 +34,7 @@ from palaestra.training import callbacks as cb
 from palaestra.training import trackers as tracking
 from palaestra.training.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from palaestra.training.loop import evaluate, fit, split_outputs
-from palaestra.training.losses import build_loss
+from palaestra.training.losses import MemberLoss, build_loss
 from palaestra.training.optim import Schedule, build_optimizer
 from palaestra.training.parallel import setup as setup_distributed
 from palaestra.training.state import TrainState
@@ -206,7 +206,7 @@ def build_parts(config: Config, data: PreparedData, device: torch.device, dist) 
     channels_last = use_channels_last(config, data.spec)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    loss_fn = build_loss(config.loss, data.spec, data.train.target).to(device)
+    loss_fn = build_loss(config.loss, data.spec, data.train.target, config.model.ensemble).to(device)
     optimizer = build_optimizer(model, config.optimizer)
     train_b, val_b, test_b = _batchers(config, data, device, dist.rank if dist else 0, dist.world_size if dist else 1)
     monitor, mode = _monitor(config, val_b is not None)
@@ -289,7 +289,7 @@ def calibrate_decisions(config: Config, parts: Parts, data: PreparedData, device
         return {}
     out = calibrate(parts.model, parts.val, parts.test, output, data.train.target, config.train.calibrate,
                     config.train.threshold_objective, device)
-    loss_fn = getattr(parts.loss_fn, "fn", parts.loss_fn)  # inside the wrapper that scores ensemble members
+    loss_fn = parts.loss_fn.fn if isinstance(parts.loss_fn, MemberLoss) else parts.loss_fn  # an ensemble's
     weight = getattr(loss_fn, "weight", None)  # cross-entropy's per-class weights (loss.class_weights)
     pos_weight = getattr(loss_fn, "pos_weight", None)  # bce: the second class's weight relative to the first
     if weight is None and pos_weight is not None:

@@ -62,6 +62,10 @@ def test_a_repeating_integer_identifier_is_a_category_with_a_notice():
     pre, notices = _fit(df)
     assert _col(pre, "person_id").type == "category"
     assert any("'person_id'" in n and "repeats" in n for n in notices)
+    gaps = _frame().assign(person_id=(np.arange(60) // 4).astype(float))
+    gaps.loc[[5, 9], "person_id"] = np.nan  # read as floats with gaps: the same key
+    pre, notices = _fit(gaps)
+    assert _col(pre, "person_id").type == "category" and any("'person_id'" in n for n in notices)
     pre, _ = _fit(_frame().assign(person_id=np.arange(60) * 7))  # a distinct id per row: a row's name
     assert "person_id" in pre.dropped
     pre, _ = _fit(_frame().assign(visits=np.arange(60) // 4))  # the same values, not named as an id: a number

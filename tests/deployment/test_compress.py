@@ -133,3 +133,24 @@ def test_an_ensemble_prunes_and_quantizes_its_shared_weights(tmp_path):
     assert abs(report["after"]["accuracy"] - report["before"]["accuracy"]) <= 0.05
     raw = held_out(run)
     np.testing.assert_allclose(Run.load(new.path).outputs(raw), new.outputs(raw), atol=0, rtol=0)
+
+
+def test_the_finetune_reads_columns_as_the_run_did(tmp_path, monkeypatch):
+    """A run made when inference read a column differently (here: store_id as a number, before repeating ids
+    became categories) still fine-tunes: compress prepares the rows with the run's own column types."""
+    import pandas as pd
+
+    import palaestra.data.prepare as prepare
+    from palaestra.pipeline import train
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"store_id": np.arange(200) // 10, "x": rng.normal(size=200)})
+    frame["y"] = np.where(frame.x + 0.1 * frame.store_id > 1, "hi", "lo")
+    frame.to_csv(tmp_path / "shops.csv", index=False)
+    today = prepare.infer_column
+    with monkeypatch.context() as m:  # the older inference
+        m.setattr(prepare, "infer_column", lambda name, series: "numeric" if name == "store_id" else today(name, series))
+        run = train(tiny(str(tmp_path / "shops.csv"), epochs=2, data={"target": "y"}), out=tmp_path / "run", quiet=True)
+    assert today("store_id", frame.store_id) == "category"  # what inference says now
+    new, _ = compress(Run.load(run.path), tmp_path / "small", prune=0.5, finetune_epochs=1, repeats=2)
+    assert next(f for f in new.preprocessor.features if f.name == "store_id").type == "numeric"

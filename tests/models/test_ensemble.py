@@ -34,7 +34,7 @@ def test_members_train_apart_and_predict_their_mean():
 
 def test_the_loss_is_the_mean_of_the_members_losses():
     target = torch.tensor([0, 1, 2, 1, 0])
-    loss_fn = build_loss(LossConfig(), SPEC, target)
+    loss_fn = build_loss(LossConfig(), SPEC, target, members=4)
     out = torch.randn(5, 4, 3)
     want = torch.stack([F.cross_entropy(out[:, i], target) for i in range(4)]).mean()
     torch.testing.assert_close(loss_fn(out, target), want)
@@ -46,10 +46,12 @@ def test_a_member_learns_only_from_its_own_loss():
     net = EnsembleMLP(5, [8], 2, "relu", 0.0, k=3)
     out = net.train()(torch.randn(6, 5))
     out[:, 1].sum().backward()  # member 1's output alone
-    grads = net.head_weight.grad.abs().sum(dim=(1, 2))
+    grads = net.heads.weight.grad.abs().sum(dim=(1, 2))
     assert grads[1] > 0 and grads[0] == 0 and grads[2] == 0
     assert net.layers[0].r.grad[[0, 2]].abs().sum() == 0  # the other members' own scales are untouched
     assert net.layers[0].linear.weight.grad.abs().sum() > 0  # the shared weights learn from every member
+    names = [n for n, _ in net.named_parameters()]
+    assert names[0].startswith("layers.0.") and names[-1].startswith("heads.")  # input to output (the doctor)
 
 
 def test_tables_get_the_ensemble_recipe_unless_the_user_describes_the_network():
@@ -65,6 +67,8 @@ def test_tables_get_the_ensemble_recipe_unless_the_user_describes_the_network():
     assert own.train.batch_size == 256  # the batch group is apart: the user set nothing of it
     batch = resolve_config(load_config({"train": {"batch_size": 64}}), SPEC, rows=5000)
     assert (batch.model.ensemble, batch.train.batch_size) == (8, 64)
+    warm = resolve_config(load_config({"model": {"init": {"from": "runs/earlier"}}}), SPEC, rows=5000)
+    assert (warm.model.ensemble, warm.model.hidden) == (1, [32])  # weights from a run: the plain network
     trial = resolve_config(load_config({"model": {"dropout": 0.3}}), SPEC, rows=5000)  # e.g. a tuning trial
     assert (trial.model.ensemble, trial.model.hidden, trial.model.dropout) == (8, [64, 64], 0.3)
     again = resolve_config(load_config(plain.to_dict()), SPEC, rows=5000)  # a run's config.yaml: the same model

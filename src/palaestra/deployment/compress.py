@@ -54,7 +54,7 @@ def finetune(run: Run, model: nn.Module, epochs: int) -> None:
     It is the training loop itself (``training.loop.fit``) with the run's loss, optimizer, batch size and
     gradient clipping, for ``epochs`` epochs, with no validation, checkpoints or early stopping.
     """
-    from palaestra.config import ScheduleConfig
+    from palaestra.config import FeatureConfig, ScheduleConfig
     from palaestra.data.batching import TensorBatcher
     from palaestra.data.prepare import prepare_data
     from palaestra.models import resolve_layout
@@ -65,8 +65,12 @@ def finetune(run: Run, model: nn.Module, epochs: int) -> None:
     from palaestra.training.state import TrainState
 
     cfg = run.config
-    data = prepare_data(resolve_layout(cfg), cfg.seed, embedding_dim=cfg.model.embedding_dim)
-    loss_fn = build_loss(cfg.loss, run.spec, data.train.target)
+    layout = resolve_layout(cfg)
+    if run.spec.kind == "table":  # the columns read as the run read them, whatever inference says today
+        kept = {f.name: FeatureConfig(type=f.type) for f in run.preprocessor.features}
+        layout = layout.model_copy(update={"features": {**kept, **layout.features}})
+    data = prepare_data(layout, cfg.seed, embedding_dim=cfg.model.embedding_dim)
+    loss_fn = build_loss(cfg.loss, run.spec, data.train.target, cfg.model.ensemble)
     optimizer = build_optimizer(model, cfg.optimizer)
     batcher = TensorBatcher(data.train.tensors, cfg.train.batch_size, shuffle=True, seed=cfg.seed)
     schedule = Schedule(ScheduleConfig(), optimizer, cfg.optimizer.lr, epochs, len(batcher))

@@ -204,8 +204,10 @@ def _gradients(f: Facts) -> list[Finding]:
     if not f.grad_norms:
         return []
     shapes = _layer_shapes(f)
-    # weight matrices and kernels, input to output; embeddings get sparse lookups, not a layered signal
-    layers = [n for n in f.grad_norms[0] if len(shapes.get(n, ())) >= 2 and "embedding" not in n]
+    # weight matrices and kernels, input to output; embeddings get sparse lookups, not a layered signal; an
+    # ensemble's per-member scales and biases, (members, units), are not layers
+    layers = [n for n in f.grad_norms[0] if len(shapes.get(n, ())) >= 2 and "embedding" not in n
+              and n.rsplit(".", 1)[-1].startswith("weight")]
     if not layers:
         return []
     norms = np.array([[epoch.get(n, np.nan) for n in layers] for epoch in f.grad_norms], dtype=np.float64)

@@ -55,6 +55,19 @@ class EnsembleLinear(nn.Module):
         return torch.baddbmm(self.bias.unsqueeze(1), x, weights)
 
 
+class MemberHeads(nn.Module):
+    """One linear head per member: ``(k, B, width) -> (k, B, outputs)``, each initialised as nn.Linear would be."""
+
+    def __init__(self, width: int, n_outputs: int, k: int):
+        super().__init__()
+        bound = 1 / math.sqrt(width)
+        self.weight = nn.Parameter(torch.empty(k, width, n_outputs).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(k, n_outputs).uniform_(-bound, bound))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias.unsqueeze(1), h, self.weight)
+
+
 class EnsembleMLP(nn.Module):
     """Dense layers and heads of ``k`` members: ``(B, n_in)`` -> ``(B, k, outputs)`` training, ``(B, outputs)``
     in evaluation (the members' mean)."""
@@ -69,11 +82,9 @@ class EnsembleMLP(nn.Module):
                 layers.append(nn.Dropout(dropout))
             n_in = width
         self.layers = nn.Sequential(*layers)
-        bound = 1 / math.sqrt(n_in)  # one head per member, each initialised as nn.Linear would be
-        self.head_weight = nn.Parameter(torch.empty(k, n_in, n_outputs).uniform_(-bound, bound))
-        self.head_bias = nn.Parameter(torch.empty(k, n_outputs).uniform_(-bound, bound))
+        self.heads = MemberHeads(n_in, n_outputs, k)  # registered last: parameters list input to output
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.layers(x) if len(self.layers) else x.expand(self.k, -1, -1)  # (k, B, width)
-        out = torch.baddbmm(self.head_bias.unsqueeze(1), h, self.head_weight)  # (k, B, outputs): own heads
+        out = self.heads(h)  # (k, B, outputs)
         return out.transpose(0, 1) if self.training else out.mean(dim=0)

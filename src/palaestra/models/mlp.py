@@ -36,13 +36,15 @@ TABLE_MODEL = {"model.combiner": "concat", "model.ensemble": 8, "model.hidden": 
 
 
 def table_recipes(spec: FeatureSpec, rows: int, set_by_user: Callable[[str], bool]) -> dict[str, Any]:
-    """The table defaults. A user who describes the network (its width, members or combiner) gets that network
-    (with the plain defaults: dropout 0.2); one who sets only the dropout (a tuning trial) keeps the ensemble."""
+    """The table defaults. A user who describes the network (its width, members, combiner or initial weights) gets
+    that network (with the plain defaults: dropout 0.2); one who sets only the dropout (a tuning trial) keeps the
+    ensemble."""
     if spec.kind != "table" or spec.texts or spec.task not in ("classification", "regression", "multi_target"):
         return {}
     batch = 1 << max(5, min(8, (max(rows, 1) // 8).bit_length() - 1))  # a power of two in 32..256
     recipe: dict[str, Any] = {"train.batch_size": batch}
-    if not any(set_by_user(path) for path in TABLE_MODEL):
+    # model.init (e.g. warm-starting from an earlier run) describes the network too: its weights fit the plain one
+    if not any(set_by_user(path) for path in (*TABLE_MODEL, "model.init")):
         recipe |= {**TABLE_MODEL, "model.dropout": 0.0}
     return recipe
 

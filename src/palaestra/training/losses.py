@@ -121,16 +121,21 @@ def _single_loss(cfg: LossConfig, task: str, n_outputs: int, train_target: torch
     return RegressionLoss(fn)
 
 
-def build_loss(cfg: LossConfig, spec: FeatureSpec, train_target: torch.Tensor) -> nn.Module:
+def build_loss(cfg: LossConfig, spec: FeatureSpec, train_target: torch.Tensor, members: int = 1) -> nn.Module:
     """The training loss. ``train_target`` (encoded) is used for class weights.
 
     Several targets: each gets the loss of its task (``loss.name`` applies where it fits the task), summed with
-    ``loss.weights`` (default 1 each).
+    ``loss.weights`` (default 1 each). ``members`` > 1 (``model.ensemble``): each member scored on its own.
     """
+    loss = _task_loss(cfg, spec, train_target)
+    return MemberLoss(loss) if members > 1 else loss
+
+
+def _task_loss(cfg: LossConfig, spec: FeatureSpec, train_target: torch.Tensor) -> nn.Module:
     if spec.task == "language_model":
         return TokenCrossEntropy(cfg.label_smoothing)
     if not spec.multi_target:
-        return MemberLoss(_single_loss(cfg, spec.task, spec.n_outputs, train_target, lenient=False))
+        return _single_loss(cfg, spec.task, spec.n_outputs, train_target, lenient=False)
     names = [o["name"] for o in spec.outputs]
     unknown = sorted(set(cfg.weights) - set(names))
     if unknown:
@@ -142,4 +147,4 @@ def build_loss(cfg: LossConfig, spec: FeatureSpec, train_target: torch.Tensor) -
         losses.append(_single_loss(cfg, o["task"], o["width"], train_target[:, j], lenient=True))
         spans.append((start, start + o["width"]))
         start += o["width"]
-    return MemberLoss(MultiTargetLoss(losses, spans, [float(cfg.weights.get(n, 1.0)) for n in names]))
+    return MultiTargetLoss(losses, spans, [float(cfg.weights.get(n, 1.0)) for n in names])

@@ -82,11 +82,18 @@ def looks_like_identifier(name: str, series: pd.Series) -> bool:
 
 
 def looks_like_group_key(name: str, series: pd.Series) -> bool:
-    """Integers named as an identifier whose values repeat, at most half as many as the rows: one entity (a
-    panel's person, a store) over several rows. Its number means nothing; which entity it is may: a category."""
-    s = series.dropna()
-    return (len(s) >= 20 and _named_id(name) and pd.api.types.is_integer_dtype(s)
-            and 2 <= s.nunique() <= len(s) // 2)
+    """Integers (as read, or as text) named as an identifier (``id``, ``*_id``, ``key``) whose values repeat, at
+    most half as many as the rows: one entity (a panel's person, a store) over several rows. Its number means
+    nothing; which entity it is may: a category."""
+    lowered = name.lower()
+    if not (lowered in ("id", "key") or lowered.endswith(("_id", " id"))):
+        return False
+    values, bad = numeric_view(series)
+    if bad.any():  # some text that is no number
+        return False
+    s = values.dropna()
+    integral = len(s) >= 20 and bool(np.isfinite(s).all() and (s == s.round()).all())
+    return integral and 2 <= s.nunique() <= len(s) // 2
 
 
 GROUP_KEY = "an identifier that repeats over rows (one entity each): read as a category, not a number"
@@ -106,10 +113,9 @@ def infer_column(name: str, series: pd.Series) -> str | None:
         # token) has a distinct string on almost every row but is no identifier.
         present = values.dropna()
         integral = len(present) > 0 and bool(np.isfinite(present).all() and (present == present.round()).all())
-        as_read = present.astype("int64") if integral else present
-        if looks_like_group_key(name, as_read):
+        if looks_like_group_key(name, series):
             return "category"
-        return None if looks_like_identifier(name, as_read) else "numeric"
+        return None if looks_like_identifier(name, present.astype("int64") if integral else present) else "numeric"
     n_present = int((~missing).sum())
     if looks_like_times(series):
         return "datetime"
