@@ -72,3 +72,25 @@ def test_tables_benchmark_quick_smoke(tmp_path, capsys):
     scored = {(r["contender"], r["table"]) for r in doc["records"] if "metric" in r}
     assert scored == {(c, t) for c in ("palaestra", "hgb", "linear") for t in tables.QUICK_TABLES}, doc["records"]
     assert "median gap" in capsys.readouterr().out.lower()
+
+
+def test_ensemble_step_reference_is_the_same_function():
+    """The benchmark's "scaled activations" contender computes what Palaestra's folded ensemble computes."""
+    import torch
+
+    from benchmarks import ensemble_step as bench
+
+    torch.manual_seed(0)
+    ours, ref = bench.palaestra_model(5, 0.0), bench.ScaledActivations(5, 2)
+    with torch.no_grad():
+        for i, layer in enumerate(ours.layers[::2]):  # EnsembleLinear, ReLU, ...
+            ref.w[i].copy_(layer.linear.weight)
+            ref.r[i].copy_(layer.r)
+            ref.s[i].copy_(torch.rand_like(layer.s))
+            layer.s.copy_(ref.s[i])
+            ref.b[i].copy_(layer.bias)
+        ref.head.copy_(ours.heads.weight)
+        ours.heads.bias.zero_()
+    x = torch.randn(7, 5)
+    torch.testing.assert_close(ours.train()(x), ref(x))
+    bench.main(["--inputs", "4", "--steps", "2", "--repeats", "1"])

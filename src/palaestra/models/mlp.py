@@ -30,8 +30,8 @@ class VectorMLP(nn.Module):
 
 # Tables of numbers and categories (no text column), chosen on the validation scores of the 13-table suite
 # (benchmarks/tables.py; BENCHMARKS.md "Tables against gradient boosting"): eight members sharing two layers of
-# 64 (TabM-like) with no dropout (the ensemble regularises; dropout's random masks were a quarter of the step
-# time), in batches of 256 rows, or an eighth of the training rows on small tables (at least 32).
+# 64 (TabM-like) with no dropout (the ensemble regularises; dropout 0.2 doubled its step time), in batches of
+# 256 rows, or an eighth of the training rows on small tables (at least 32).
 TABLE_MODEL = {"model.combiner": "concat", "model.ensemble": 8, "model.hidden": [64, 64]}
 
 

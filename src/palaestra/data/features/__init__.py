@@ -60,9 +60,11 @@ def output_from_dict(d: dict) -> OutputFeature:
     return OUTPUT_TYPES[kind].from_dict(d)
 
 
-def _named_id(name: str) -> bool:
+def _named_id(name: str, positional: bool = True) -> bool:
+    """Named as an identifier: ``id``, ``*_id``, ``key`` (and, ``positional``, ``index``, ``uuid``, ``row``)."""
     lowered = name.lower()
-    return lowered == "id" or lowered.endswith(("_id", " id")) or lowered in {"index", "uuid", "key", "row"}
+    names = {"index", "uuid", "key", "row"} if positional else {"key"}
+    return lowered == "id" or lowered.endswith(("_id", " id")) or lowered in names
 
 
 def looks_like_identifier(name: str, series: pd.Series) -> bool:
@@ -85,8 +87,7 @@ def looks_like_group_key(name: str, series: pd.Series) -> bool:
     """Integers (as read, or as text) named as an identifier (``id``, ``*_id``, ``key``) whose values repeat, at
     most half as many as the rows: one entity (a panel's person, a store) over several rows. Its number means
     nothing; which entity it is may: a category."""
-    lowered = name.lower()
-    if not (lowered in ("id", "key") or lowered.endswith(("_id", " id"))):
+    if not _named_id(name, positional=False):
         return False
     values, bad = numeric_view(series)
     if bad.any():  # some text that is no number
