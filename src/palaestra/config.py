@@ -79,6 +79,10 @@ class DataConfig(_Section):
     features: dict[str, FeatureConfig] = {}
     # Categorical columns with more distinct values than this get a learned embedding instead of one-hot.
     embedding_threshold: int = Field(16, ge=2, le=MAX_SIZE)
+    # Numeric columns: `quantile` (normal scores of the training quantiles), `standard` (z-scores) or `piecewise`
+    # (one column per bin between training quantiles, `numeric_bins` at most; Gorishniy et al. 2022).
+    numeric_encoding: Literal["quantile", "standard", "piecewise"] = "quantile"
+    numeric_bins: int = Field(16, ge=2, le=1024)
     # `memory` slices tensors by index (fast); `loader` goes through torch's DataLoader.
     batching: Literal["auto", "memory", "loader"] = "auto"
     num_workers: int = Field(0, ge=0, le=MAX_SIZE)

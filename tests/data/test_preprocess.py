@@ -27,19 +27,21 @@ def _frame(n: int = 60, seed: int = 0) -> pd.DataFrame:
     })
 
 
-def _fit(df: pd.DataFrame, threshold: int = 16, drop=()) -> tuple[FeaturePreprocessor, list[str]]:
+def _fit(df: pd.DataFrame, threshold: int = 16, drop=(), numeric_encoding: str = "quantile"
+         ) -> tuple[FeaturePreprocessor, list[str]]:
     data = prepare_data(DataConfig(source="t.csv", target="label", drop=list(drop), embedding_threshold=threshold,
                                    split={"train": 0.98, "val": 0.01, "test": 0.01, "stratify": False}), 0, source=df)
     # Refit on every row, so the tests below can reason about the whole frame.
     types = {f.name: f.type for f in data.preprocessor.features}
-    pre = FeaturePreprocessor.fit(df, types, {"label": "category"}, _options(threshold), data.preprocessor.dropped)
+    pre = FeaturePreprocessor.fit(df, types, {"label": "category"}, _options(threshold, numeric_encoding),
+                                  data.preprocessor.dropped)
     return pre, data.notices
 
 
-def _options(threshold: int):
+def _options(threshold: int, numeric_encoding: str = "quantile"):
     from palaestra.data.features import FitOptions
 
-    return FitOptions(embedding_threshold=threshold)
+    return FitOptions(embedding_threshold=threshold, numeric_encoding=numeric_encoding)
 
 
 def _col(pre, name):
@@ -70,6 +72,12 @@ def test_a_repeating_integer_identifier_is_a_category_with_a_notice():
     assert "person_id" in pre.dropped
     pre, _ = _fit(_frame().assign(visits=np.arange(60) // 4))  # the same values, not named as an id: a number
     assert _col(pre, "visits").type == "numeric"
+    # Whatever its name, a balanced panel's key: over 20 values, each on as many rows (here 30 people, 2 rows
+    # each, numbered as a survey does); counts that vary are a measurement.
+    pre, notices = _fit(_frame().assign(nr=np.repeat(np.arange(30) * 37 + 13, 2)))
+    assert _col(pre, "nr").type == "category" and any("'nr'" in n and "repeats" in n for n in notices)
+    pre, _ = _fit(_frame().assign(nr=np.r_[np.repeat(np.arange(29) * 37 + 13, 2), [5000, 5001]]))
+    assert _col(pre, "nr").type == "numeric"
 
 
 def test_data_drop_removes_a_column_without_a_notice():
@@ -102,9 +110,16 @@ def test_missing_numbers_are_imputed_with_the_training_median_and_flagged():
     missing = [3, 7, 11, 20]
     assert numeric[missing, m].tolist() == [1.0] * 4
     assert numeric[:, m].sum() == 4
-    assert np.allclose(numeric[missing, i], (age.fill - age.mean) / age.std, atol=1e-6)
-    # Standardised on the training rows: mean 0 over the rows that were present.
-    assert abs(np.delete(numeric[:, i], missing).mean()) < 1e-5
+    # A missing value reads as the median does: its normal score, about 0 (the default quantile encoding).
+    median_score = age.transform(pd.Series([age.fill]))[0, 0]
+    assert abs(median_score) < 0.1 and np.allclose(numeric[missing, i], median_score, atol=1e-6)
+    # The present values keep their order.
+    present_rows = np.delete(np.arange(len(df)), missing)
+    order = np.argsort(present.loc[present_rows].to_numpy(), kind="stable")
+    assert np.all(np.diff(numeric[present_rows, i][order]) >= 0)
+    standard, _ = _fit(df, numeric_encoding="standard")  # z-scores: mean 0 over the rows that were present
+    z = standard.inputs(df)[0][:, i]
+    assert np.allclose(z[missing], (age.fill - age.mean) / age.std, atol=1e-6) and abs(np.delete(z, missing).mean()) < 1e-5
 
 
 def test_one_hot_below_threshold_embedding_above():

@@ -36,9 +36,9 @@ PLATEAU = {"name": "plateau", "patience": 0, "factor": 0.5}  # per-epoch, driven
 
 
 def plateau(**kw) -> dict:
-    # lr high enough that the plateau rule fires within 6 epochs (checked below).
+    # lr high enough that the plateau rule fires within 6 epochs, with and without a validation split (checked below).
     cfg = resume_config(PLATEAU, **kw)
-    return {**cfg, "optimizer": {**cfg["optimizer"], "lr": 0.1}}
+    return {**cfg, "optimizer": {**cfg["optimizer"], "lr": 0.3}}
 
 
 # No validation split: the monitor falls back to train_loss, which must count the batches before the stop.

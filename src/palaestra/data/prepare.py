@@ -169,7 +169,8 @@ def _prepare(cfg: DataConfig, raw: Any, seed: int, notices: list[str], targets: 
         if len(np.unique(strat)) < 2:
             raise DataError(f"target '{strat_name}' has only one class ({strat[0]!r}): nothing to learn")
     tr, va, te = split_override if split_override is not None else _split(cfg, raw, n, strat, seed)
-    options = FitOptions(cfg.embedding_threshold, cfg.max_length, cfg.max_vocab, cfg.tokenizer or "words")
+    options = FitOptions(cfg.embedding_threshold, cfg.max_length, cfg.max_vocab, cfg.tokenizer or "words",
+                         cfg.numeric_encoding, cfg.numeric_bins)
     pre = FeaturePreprocessor.fit(_rows(raw, tr), types, outputs, options, dropped, embedding_dim)
     if isinstance(raw, pd.DataFrame):
         notices.append("feature types: " + "; ".join(pre.describe()) + " (override with data.features)")

@@ -3,7 +3,8 @@
 The exported network takes the encoded tensors (``numeric``, ``categorical``, ``text:NAME``); this module puts
 in front of it a graph that takes the raw columns, named as in the data, and applies the fitted state:
 
-- ``numeric``: ``DOUBLE [N]``, NaN missing -> the training median, standardised, plus the was-missing column;
+- ``numeric``: ``DOUBLE [N]``, NaN missing -> the training median, encoded (standardised, quantile normal
+  scores or piecewise-linear bins), plus the was-missing column;
 - ``binary``: ``STRING [N]`` (true/false, yes/no, 1/0; case-insensitive; a missing token or anything else is
   missing) -> as a number;
 - ``category``: ``STRING [N]`` -> its training level (a missing token, case-insensitive, is the missing level;
@@ -82,8 +83,25 @@ def _numeric(b: _Builder, x: str, f: NumericFeature) -> list[str]:
     """``x (N, 1) double`` -> the feature's columns (N, 1 or 2), as ``NumericFeature.transform``."""
     missing = b.op("IsNaN", [x], "missing")
     filled = b.op("Where", [missing, b.const([[f.fill]], np.float64), x], "filled")
-    z = b.op("Div", [b.op("Sub", [filled, b.const([[f.mean]], np.float64)]), b.const([[f.std]], np.float64)], "z")
-    return [z] + ([b.op("Cast", [missing], "was_missing", to=TensorProto.DOUBLE)] if f.indicator else [])
+    if f.encoding == "standard":
+        value = b.op("Div", [b.op("Sub", [filled, b.const([[f.mean]], np.float64)]), b.const([[f.std]], np.float64)],
+                     "z")
+    else:
+        ramps = _ramps(b, filled, np.asarray(f.knots), open_ends=f.encoding == "piecewise")
+        value = ramps if f.encoding == "piecewise" else b.op(
+            "Add", [b.op("MatMul", [ramps, b.const(np.diff(f.scores)[:, None], np.float64)]),
+                    b.const([[f.scores[0]]], np.float64)], "quantile")
+    return [value] + ([b.op("Cast", [missing], "was_missing", to=TensorProto.DOUBLE)] if f.indicator else [])
+
+
+def _ramps(b: _Builder, x: str, knots: np.ndarray, open_ends: bool) -> str:
+    """``x (N, 1)`` -> ``(N, len(knots) - 1)``, as ``features.numeric.ramps``."""
+    r = b.op("Div", [b.op("Sub", [x, b.const(knots[None, :-1], np.float64)]), b.const(np.diff(knots)[None, :], np.float64)],
+             "ramp")
+    lo, hi = np.zeros((1, len(knots) - 1)), np.ones((1, len(knots) - 1))
+    if open_ends:
+        lo[0, 0], hi[0, -1] = -np.inf, np.inf
+    return b.op("Min", [b.op("Max", [r, b.const(lo, np.float64)]), b.const(hi, np.float64)], "clipped")
 
 
 def _binary_number(b: _Builder, x: str) -> str:

@@ -83,22 +83,28 @@ def looks_like_identifier(name: str, series: pd.Series) -> bool:
     return bool(unique_ratio > 0.9 or (named_id and unique_ratio > 0.5))
 
 
+CODED_LEVELS = 20  # a mostly numeric column with at most this many distinct values and some text: a category
+
+
 def looks_like_group_key(name: str, series: pd.Series) -> bool:
-    """Integers (as read, or as text) named as an identifier (``id``, ``*_id``, ``key``) whose values repeat, at
-    most half as many as the rows: one entity (a panel's person, a store) over several rows. Its number means
-    nothing; which entity it is may: a category."""
-    if not _named_id(name, positional=False):
-        return False
+    """Integers (as read, or as text) that name one entity (a panel's person, a store) over several rows: named
+    as an identifier (``id``, ``*_id``, ``key``) with values that repeat, at most half as many as the rows; or,
+    whatever the name, a balanced panel's key: more than ``CODED_LEVELS`` values, each on the same number of
+    rows (two or more), which no measurement does. Its number means nothing; which entity it is may: a
+    category."""
     values, bad = numeric_view(series)
     if bad.any():  # some text that is no number
         return False
     s = values.dropna()
-    integral = len(s) >= 20 and bool(np.isfinite(s).all() and (s == s.round()).all())
-    return integral and 2 <= s.nunique() <= len(s) // 2
+    if len(s) < 20 or not bool(np.isfinite(s).all() and (s == s.round()).all()):
+        return False
+    if _named_id(name, positional=False):
+        return 2 <= s.nunique() <= len(s) // 2
+    counts = s.value_counts()
+    return len(counts) > CODED_LEVELS and counts.iloc[-1] == counts.iloc[0] >= 2
 
 
 GROUP_KEY = "an identifier that repeats over rows (one entity each): read as a category, not a number"
-CODED_LEVELS = 20  # a mostly numeric column with at most this many distinct values and some text: a category
 
 
 def infer_column(name: str, series: pd.Series) -> str | None:
@@ -114,7 +120,7 @@ def infer_column(name: str, series: pd.Series) -> str | None:
         # token) has a distinct string on almost every row but is no identifier.
         present = values.dropna()
         integral = len(present) > 0 and bool(np.isfinite(present).all() and (present == present.round()).all())
-        if looks_like_group_key(name, series):
+        if integral and looks_like_group_key(name, series):
             return "category"
         return None if looks_like_identifier(name, present.astype("int64") if integral else present) else "numeric"
     n_present = int((~missing).sum())

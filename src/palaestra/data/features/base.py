@@ -99,6 +99,8 @@ class FitOptions:
     max_length: int = 128
     max_vocab: int = 20000
     tokenizer: str = "words"  # text: `words` or `minilm` (the pretrained encoder's WordPiece)
+    numeric_encoding: str = "quantile"  # numeric: quantile | standard | piecewise
+    numeric_bins: int = 16  # numeric, piecewise: bins between training quantiles (at most)
 
 
 class Fitted:

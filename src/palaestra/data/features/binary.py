@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
-from palaestra.data.features.base import boolean_view
+from palaestra.data.features.base import FitOptions, boolean_view
 from palaestra.data.features.numeric import NumericFeature
 
 
@@ -16,3 +17,7 @@ class BinaryFeature(NumericFeature):
         values = boolean_view(series)
         # At predict time a 0/1 column may arrive as numbers: read it as such.
         return values if values is not None else NumericFeature.values(name, series)
+
+    @classmethod
+    def encoding_for(cls, finite: np.ndarray, options: FitOptions) -> tuple[str, list[float], list[float]]:
+        return "standard", [], []  # two values: nothing for quantiles to spread
