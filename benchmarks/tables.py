@@ -310,7 +310,8 @@ def fit_xgboost(table: Table, frame: pd.DataFrame, rows: Rows, seed: int, opts: 
     from sklearn.preprocessing import LabelEncoder
 
     x, y, cats = _inputs(frame, table)
-    x = _categorical(x, cats)
+    # XGBoost takes no category whose levels are booleans (Treatment's True/False columns): name them as text
+    x = _categorical(x.astype({c: str for c in cats if pd.api.types.is_bool_dtype(x[c])}), cats)
     fit = np.concatenate([rows.train, rows.val])
     kw = {"random_state": seed, "n_jobs": opts["threads"], "enable_categorical": True, "tree_method": "hist"}
     if table.task == "regression":

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from palaestra.artifacts import read_tensors
-from palaestra.config import Config, build_config, load_config, parse_override, read_yaml
+from palaestra.config import Config, build_config, load_config, parse_override, read_saved_config, read_yaml
 from palaestra.errors import ConfigError
 
 
@@ -87,3 +87,18 @@ def test_saved_config_alone_retrains_the_same_model(penguins_run):
     for name, tensor in run.model.state_dict().items():
         assert torch.equal(tensor, weights[name]), name
     assert isinstance(run.config, Config) and run.config == saved
+
+
+def test_a_run_saved_before_the_quantile_encoding_is_read_with_z_scores(penguins_run, tmp_path):
+    """A saved config.yaml holds every key of its version: one without data.numeric_encoding was trained on
+    z-scores, and resuming or fine-tuning it must read its numbers so (a user's config gets today's default)."""
+    import yaml
+
+    tree = read_yaml(penguins_run / "config.yaml")
+    assert tree["data"]["numeric_encoding"] == "quantile"  # saved with every default filled in
+    assert read_saved_config(penguins_run / "config.yaml").data.numeric_encoding == "quantile"
+    del tree["data"]["numeric_encoding"]
+    old = tmp_path / "config.yaml"
+    old.write_text(yaml.safe_dump(tree))
+    assert read_saved_config(old).data.numeric_encoding == "standard"
+    assert load_config(old).data.numeric_encoding == "quantile"

@@ -489,6 +489,22 @@ def build_config(tree: dict[str, Any]) -> Config:
         raise ConfigError(_explain(err)) from None
 
 
+# Keys added after runs were saved without them, and the value those runs were trained with (a saved
+# config.yaml holds every key of its version): numbers were z-scores before data.numeric_encoding.
+SAVED_BEFORE = {("data", "numeric_encoding"): "standard"}
+
+
+def read_saved_config(path: str | Path) -> Config:
+    """A run's saved ``config.yaml``: a key its version did not have takes the value the run was trained with
+    (``SAVED_BEFORE``), not today's default, so resuming or fine-tuning it reads its data as it did."""
+    tree = read_yaml(path)
+    for (section, key), value in SAVED_BEFORE.items():
+        part = tree.get(section)
+        if isinstance(part, dict) and key not in part:
+            tree = {**tree, section: {**part, key: value}}
+    return build_config(tree)
+
+
 def load_config(
     source: str | Path | dict[str, Any] | Config | None = None,
     overrides: list[str] | dict[str, Any] | None = None,

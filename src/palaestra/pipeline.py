@@ -20,7 +20,14 @@ import torch
 from torch import nn
 
 from palaestra.artifacts import atomic_write, finite_json, make_dir, write_json, write_manifest, write_tensors
-from palaestra.config import Config, build_config, flatten, load_config, read_yaml, set_path
+from palaestra.config import (
+    Config,
+    build_config,
+    flatten,
+    load_config,
+    read_saved_config,
+    set_path,
+)
 from palaestra.data.batching import LoaderBatcher, TensorBatcher
 from palaestra.data.prepare import prepare_data
 from palaestra.data.spec import FeatureSpec, PreparedData
@@ -469,7 +476,7 @@ def _claim_run_dir(run_dir: Path) -> None:
 def resume_config(config: Config | dict | str | Path | None, overrides, run_dir: Path) -> Config:
     if not run_dir.is_dir() or not (run_dir / "config.yaml").is_file():
         raise UserError(f"cannot resume {run_dir}: it is not a run directory (no config.yaml)")
-    saved = build_config(read_yaml(run_dir / "config.yaml"))
+    saved = read_saved_config(run_dir / "config.yaml")
     if read_state(run_dir) == "complete":
         raise UserError(f"run {run_dir} is already complete; nothing to resume")
     if config is not None or overrides:

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from palaestra.artifacts import read_tensors, verify_manifest
-from palaestra.config import Config, build_config, read_yaml
+from palaestra.config import Config, read_saved_config
 from palaestra.data.raw import ArrayData
 from palaestra.data.registry import preprocessor_from_dict
 from palaestra.data.sources import read_source
@@ -99,7 +99,7 @@ class Run:
         verify_run(path, CORE_FILES)  # every file the manifest lists, not only these
         if read_state(path) == "failed":  # e.g. the loss diverged: its weights are no model to use
             raise ArtifactError(f"{path} is a failed run ({state_error(path)}): retrain it")
-        config = build_config(read_yaml(path / "config.yaml"))
+        config = read_saved_config(path / "config.yaml")
         pre_json = read_preprocess(path)
         try:
             pre = preprocessor_from_dict(pre_json["preprocessor"])

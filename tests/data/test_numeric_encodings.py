@@ -71,7 +71,7 @@ def test_a_constant_or_binary_column_stays_standardised():
     assert fit(np.full(50, 3.0), "piecewise").encoding == "standard"
     from palaestra.data.features import BinaryFeature
     binary = BinaryFeature.fit("b", pd.Series(["yes", "no"] * 20), FitOptions(numeric_encoding="quantile"))
-    assert binary.encoding == "standard" and binary.columns() == ["b"]
+    assert binary.encoding == "standard" and binary.columns() == ["b"] and binary.describe() == "binary"
 
 
 @pytest.mark.parametrize("encoding", ["quantile", "piecewise"])
@@ -79,7 +79,8 @@ def test_encodings_round_trip_and_the_onnx_graph_computes_them(encoding):
     values = SPIKED.copy()
     values[::97] = np.nan
     feature = fit(values, encoding)
-    assert feature.indicator and feature.describe() == {"quantile": "numeric", "piecewise": "numeric (piecewise)"}[encoding]
+    assert feature.indicator and feature.describe() == {"quantile": "numeric",
+                                                          "piecewise": f"numeric (piecewise, {len(feature.knots) - 1} bins)"}[encoding]
     again = input_from_dict(json.loads(json.dumps(feature.to_dict())))
     probe = pd.DataFrame({"x": np.r_[values[:300], [np.nan, -5.0, 1e4]]})
     assert np.array_equal(again.transform(probe["x"]), feature.transform(probe["x"]))

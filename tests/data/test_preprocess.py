@@ -73,11 +73,16 @@ def test_a_repeating_integer_identifier_is_a_category_with_a_notice():
     pre, _ = _fit(_frame().assign(visits=np.arange(60) // 4))  # the same values, not named as an id: a number
     assert _col(pre, "visits").type == "numeric"
     # Whatever its name, a balanced panel's key: over 20 values, each on as many rows (here 30 people, 2 rows
-    # each, numbered as a survey does); counts that vary are a measurement.
-    pre, notices = _fit(_frame().assign(nr=np.repeat(np.arange(30) * 37 + 13, 2)))
+    # each, numbered as a survey does, with gaps); counts that vary are a measurement.
+    people = np.sort(np.random.default_rng(3).choice(10_000, 30, replace=False))
+    pre, notices = _fit(_frame().assign(nr=np.repeat(people, 2)))
     assert _col(pre, "nr").type == "category" and any("'nr'" in n and "repeats" in n for n in notices)
-    pre, _ = _fit(_frame().assign(nr=np.r_[np.repeat(np.arange(29) * 37 + 13, 2), [5000, 5001]]))
+    pre, _ = _fit(_frame().assign(nr=np.r_[np.repeat(people[:29], 2), [20_000, 20_001]]))
     assert _col(pre, "nr").type == "numeric"
+    # A panel's period and an evenly spaced grid repeat as evenly, and are evenly spaced: numbers.
+    periods = _frame().assign(year=np.tile(np.arange(1990, 2020), 2), age=np.repeat(np.arange(20, 50), 2))
+    pre, _ = _fit(periods)
+    assert _col(pre, "year").type == "numeric" and _col(pre, "age").type == "numeric"
 
 
 def test_data_drop_removes_a_column_without_a_notice():

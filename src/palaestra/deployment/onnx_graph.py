@@ -80,7 +80,8 @@ class _Builder:
 
 
 def _numeric(b: _Builder, x: str, f: NumericFeature) -> list[str]:
-    """``x (N, 1) double`` -> the feature's columns (N, 1 or 2), as ``NumericFeature.transform``."""
+    """``x (N, 1) double`` -> the feature's columns (N, bins or 1, plus the was-missing column), as
+    ``NumericFeature.transform``."""
     missing = b.op("IsNaN", [x], "missing")
     filled = b.op("Where", [missing, b.const([[f.fill]], np.float64), x], "filled")
     if f.encoding == "standard":

@@ -6,8 +6,9 @@
   over the repeats, with a 95 % confidence interval from Student's t on the repeats' spread. The score is the
   run's loss by default (any scalar metric it reports may be named instead: ``accuracy``, ``r2``, ...).
 - **Integrated gradients** (Captum, the ``explain`` extra) for a few rows: each numeric-block input's share of
-  the predicted class's logit (or of the predicted value, regression) against an all-zero baseline (the
-  training mean of every standardised number, no category set), summed back onto the raw column it came from.
+  the predicted class's logit (or of the predicted value, regression) against an all-zero baseline (about
+  the training median of a number read through its quantiles, the mean of a z-scored one, the smallest value
+  of one in piecewise bins; no category set), summed back onto the raw column it came from.
   Columns read through an embedding or a text encoder are not differentiable inputs and get no attribution.
 
 >>> result = permutation_importance(Run.load("runs/churn"), "labelled.csv")  # doctest: +SKIP

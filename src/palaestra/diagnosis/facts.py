@@ -14,14 +14,14 @@ class Facts:
     """Everything the checks read, loaded once; the data and the model only when a check asks for them."""
 
     def __init__(self, run_dir: Path, run: Any = None, raw: Any = None, notes: list[str] | None = None):
-        from palaestra.config import build_config, read_yaml
+        from palaestra.config import read_saved_config
         from palaestra.rundir import read_diagnostics, read_history, read_metrics, read_preprocess, verify_run
 
         self.run_dir, self._run, self._raw = run_dir, run, raw
         self.notes = notes if notes is not None else []
         if run is None:  # read from disk: trusted only as far as its manifest vouches (in-process: just written)
             verify_run(run_dir)
-        self.config = run.config if run is not None else build_config(read_yaml(run_dir / "config.yaml"))
+        self.config = run.config if run is not None else read_saved_config(run_dir / "config.yaml")
         self.metrics = read_metrics(run_dir)
         self.history = read_history(run_dir)
         self.grad_norms: list[dict[str, float]] = read_diagnostics(run_dir)

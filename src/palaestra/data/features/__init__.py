@@ -90,8 +90,8 @@ def looks_like_group_key(name: str, series: pd.Series) -> bool:
     """Integers (as read, or as text) that name one entity (a panel's person, a store) over several rows: named
     as an identifier (``id``, ``*_id``, ``key``) with values that repeat, at most half as many as the rows; or,
     whatever the name, a balanced panel's key: more than ``CODED_LEVELS`` values, each on the same number of
-    rows (two or more), which no measurement does. Its number means nothing; which entity it is may: a
-    category."""
+    rows (two or more), not evenly spaced (a panel's year or week, or a grid of ages, is evenly spaced and stays
+    a number). Its number means nothing; which entity it is may: a category."""
     values, bad = numeric_view(series)
     if bad.any():  # some text that is no number
         return False
@@ -101,7 +101,10 @@ def looks_like_group_key(name: str, series: pd.Series) -> bool:
     if _named_id(name, positional=False):
         return 2 <= s.nunique() <= len(s) // 2
     counts = s.value_counts()
-    return len(counts) > CODED_LEVELS and counts.iloc[-1] == counts.iloc[0] >= 2
+    if len(counts) <= CODED_LEVELS or not counts.iloc[-1] == counts.iloc[0] >= 2:
+        return False
+    steps = np.diff(np.sort(counts.index.to_numpy(np.float64)))
+    return bool(steps.max() > steps.min())
 
 
 GROUP_KEY = "an identifier that repeats over rows (one entity each): read as a category, not a number"

@@ -18,6 +18,9 @@ class BinaryFeature(NumericFeature):
         # At predict time a 0/1 column may arrive as numbers: read it as such.
         return values if values is not None else NumericFeature.values(name, series)
 
+    def describe(self) -> str:
+        return self.type
+
     @classmethod
     def encoding_for(cls, finite: np.ndarray, options: FitOptions) -> tuple[str, list[float], list[float]]:
         return "standard", [], []  # two values: nothing for quantiles to spread

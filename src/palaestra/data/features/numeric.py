@@ -1,10 +1,10 @@
 """``numeric``: a measurement. Missing values are imputed with the training median (plus a was-missing
 column when training saw any), then encoded as ``data.numeric_encoding`` says:
 
-- ``standard``: standardised with the training mean and standard deviation (one column);
-- ``quantile``: mapped through the training quantiles to normal scores (one column; scikit-learn's
+- ``quantile`` (the default): mapped through the training quantiles to normal scores (one column; scikit-learn's
   ``QuantileTransformer(output_distribution="normal")``, the preprocessing of Gorishniy et al.'s benchmarks):
   a long tail or a spike of zeros no longer squeezes the rest of the values together;
+- ``standard``: standardised with the training mean and standard deviation (one column);
 - ``piecewise``: the piecewise-linear encoding of Gorishniy et al. 2022 (one column per bin between training
   quantiles, ``data.numeric_bins`` of them at most): bin t reads 0 below it, 1 above it and the position
   inside it, so a network can cut at a threshold as a tree does.
@@ -27,8 +27,6 @@ from palaestra.errors import DataError
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 ENCODINGS = ("standard", "quantile", "piecewise")
 QUANTILE_BOUND = 1e-7  # normal scores of the extreme quantiles clipped here (+-5.2), as scikit-learn's
-
-
 
 
 def ramps(x: np.ndarray, knots: np.ndarray, open_ends: bool) -> np.ndarray:
@@ -136,7 +134,9 @@ class NumericFeature(InputFeature):
         return values + ([f"{self.name}__missing"] if self.indicator else [])
 
     def describe(self) -> str:  # the default encoding (quantile) goes without saying
-        return self.type if self.encoding == "quantile" else f"{self.type} ({self.encoding})"
+        if self.encoding == "piecewise":
+            return f"{self.type} (piecewise, {len(self.knots) - 1} bins)"
+        return f"{self.type} (z-score)" if self.encoding == "standard" else self.type
 
     def state(self) -> dict[str, Any]:
         return {"fill": self.fill, "mean": self.mean, "std": self.std, "indicator": self.indicator,
