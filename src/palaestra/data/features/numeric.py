@@ -101,7 +101,7 @@ class NumericFeature(InputFeature):
     @classmethod
     def encoding_for(cls, finite: np.ndarray, options: FitOptions) -> tuple[str, list[float], list[float]]:
         """The configured encoding and its fitted knots; ``standard`` for a column of a single value."""
-        if options.numeric_encoding not in ("quantile", "piecewise"):
+        if options.numeric_encoding == "standard":
             return "standard", [], []
         quantile = options.numeric_encoding == "quantile"
         # quantile: as many quantiles as Gorishniy et al. use; piecewise: a knot at each end of each bin
