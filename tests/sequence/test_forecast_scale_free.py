@@ -21,7 +21,7 @@ def _trending(n: int = 360, season: int = 12, seed: int = 0) -> pd.DataFrame:
 
 def _fit(frame: pd.DataFrame, norm: str):
     cfg = tiny("sales.csv", epochs=60, data={"task": "forecast", "target": "sales", "window": 24},
-               model={"window_norm": norm, "family": "cnn", "channels": [16], "hidden": [16], "dropout": 0.0},
+               model={"window_norm": norm, "blend": "none", "family": "cnn", "channels": [16], "hidden": [16], "dropout": 0.0},
                train={"batch_size": 16, "early_stopping": {"patience": 10}}, optimizer={"lr": 0.003})
     return train(cfg, source=frame, quiet=True).metrics["test"]
 

@@ -354,7 +354,7 @@ class ForecastPreprocessor:
             mae = float(np.abs(err).mean())
             prefix = "" if name == "model" else f"{name}_"
             out[f"{prefix}mae"] = mae
-            out[f"{prefix}mase"] = float(np.mean([np.abs(err[keys == k]).mean() / scale[k] for k in scale]))
+            out[f"{prefix}mase"] = mase(predicted, actual, keys, scale)
             if name == "model":
                 out["mse"] = float((err ** 2).mean())
                 out["rmse"] = float(np.sqrt(out["mse"]))
@@ -434,6 +434,12 @@ def _columns(cfg: DataConfig, raw: pd.DataFrame, target: str, time_col: str | No
     if target in cfg.known_covariates:
         raise DataError(f"the target '{target}' cannot be a known covariate")
     return features
+
+
+def mase(predicted: np.ndarray, actual: np.ndarray, keys: np.ndarray, scale: dict[Any, float]) -> float:
+    """Each series' MAE divided by its ``scale`` (the in-sample one-step persistence MAE), averaged over series."""
+    err = np.abs(np.asarray(predicted) - np.asarray(actual))
+    return float(np.mean([err[keys == k].mean() / scale[k] for k in scale]))
 
 
 def _split_origins(cfg: DataConfig, a: int, stop: int, w: int, h: int) -> tuple[list[np.ndarray], int]:

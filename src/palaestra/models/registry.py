@@ -28,6 +28,7 @@ from palaestra.config import Config, DataConfig, ModelConfig
 from palaestra.data.spec import FeatureSpec
 from palaestra.errors import ConfigError
 from palaestra.models.init import initialize
+from palaestra.models.seasonal_blend import SeasonalBlend
 from palaestra.models.window_norm import WindowNorm
 
 
@@ -109,4 +110,8 @@ def build_model(spec: FeatureSpec, cfg: ModelConfig) -> nn.Module:
     initialize(model, cfg)
     if spec.task == "forecast" and cfg.window_norm != "none":
         model = WindowNorm(model, cfg.window_norm, int(spec.extra.get("window") or 0) or None)
+    if spec.task == "forecast" and cfg.blend == "seasonal_naive":
+        season, window = int(spec.extra.get("season") or 0), int(spec.extra.get("window") or 0)
+        if 2 <= season <= window:  # else no seasonal-naive forecast to combine with
+            model = SeasonalBlend(model, season, window, spec.n_outputs)
     return model
