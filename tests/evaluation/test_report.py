@@ -175,3 +175,34 @@ def test_a_regression_run_plots_its_test_predictions_in_the_targets_units(tmp_pa
     for name in ("predicted_vs_actual.png", "residuals.png"):
         assert _is_png(tmp_path / "run" / "plots" / name)
     assert regression_predictions(train(tiny("iris", epochs=1), quiet=True), None) is None
+
+
+def test_the_forecast_figure_draws_each_series_and_each_origins_horizon():
+    import numpy as np
+    import pandas as pd
+
+    from palaestra.evaluation.task_sections import MAX_SERIES, forecast_figure
+
+    class Pre:
+        time_column, series_id, target = "t", "shop", "sales"
+
+    def parts(n_series: int, first_rows: list[int], horizon: int) -> tuple[dict, np.ndarray]:
+        rows = np.array([r + 100 * s for s in range(n_series) for r in first_rows])
+        series = np.repeat([f"s{s}" for s in range(n_series)], len(first_rows))
+        actual = rows[:, None] + np.arange(horizon)[None, :] + 0.5
+        return {"actual": actual, "model": actual + 1, "naive": actual - 1, "series": series, "scale": {}}, rows
+
+    frame = pd.DataFrame({"t": np.arange(100 * MAX_SERIES + 100)})
+    # a backtest: origins a horizon apart, each drawn with its whole horizon (actual, then one line per origin)
+    backtest, rows = parts(2, [10, 13, 16], horizon=3)
+    fig = forecast_figure(backtest, rows, frame, Pre)
+    assert len(fig.axes) == 2
+    for ax in fig.axes:
+        lines = ax.get_lines()
+        assert len(lines) == 1 + 2 * 3 and len(lines[0].get_xdata()) == 9
+        assert [t.get_text() for t in ax.get_legend().get_texts()][:2] == ["actual", "forecast (mae 1)"]
+    # every origin: the one-step-ahead forecasts, one line each
+    dense, rows = parts(MAX_SERIES + 2, list(range(10, 20)), horizon=3)
+    fig = forecast_figure(dense, rows, frame, Pre)
+    assert len(fig.axes) == MAX_SERIES and len(fig.axes[0].get_lines()) == 3
+    assert fig.get_suptitle() == f"the first {MAX_SERIES} of {MAX_SERIES + 2} series"

@@ -20,8 +20,9 @@ def _image(fig: Figure, alt: str) -> str:
 
 
 def forecast_section(run: Any, data: Any) -> tuple[str, str] | None:
-    """The test span of the first series: actual values, the model's one-step-ahead forecasts and the baselines
-    on the same points (persistence, seasonal naive, ETS), in the target's units."""
+    """The test span, one panel per series (the first ``MAX_SERIES``): actual values, the forecasts and the
+    baselines on the same points (persistence, seasonal naive, ETS), in the target's units; each origin's whole
+    horizon when the origins are a horizon or more apart (a backtest), else the one-step-ahead forecasts."""
     split = data.test
     if run.spec.task != "forecast" or split is None or len(split) == 0:
         return None
@@ -30,28 +31,70 @@ def forecast_section(run: Any, data: Any) -> tuple[str, str] | None:
     pre = run.preprocessor
     device = next(iter(run.model.parameters())).device
     parts = pre.split_forecasts(data.raw, split, split_outputs(run.model, split, device))
-    series = parts.pop("series")
-    parts.pop("scale")
-    first = series == series[0]
-    rows = np.asarray(split.index)[first][-MAX_POINTS:]
+    fig = forecast_figure(parts, np.asarray(split.index), data.raw, pre)
+    blend = (run.metrics or {}).get("blend")
+    text = ""
+    if blend:
+        w = blend["network_weight"]
+        text = (f"<p>The forecast is {w:.2f} &times; the network + {1 - w:.2f} &times; seasonal naive "
+                f"(<code>model.blend</code>), the weight fitted on the validation span: validation MASE "
+                f"{blend['val_mase']:.3f} combined, {blend['val_mase_network']:.3f} the network alone, "
+                f"{blend['val_mase_seasonal_naive']:.3f} seasonal naive.</p>")
+    return "Forecast vs actual (test span)", text + _image(fig, "forecast vs actual")
+
+
+MAX_SERIES = 6
+LABELS = {"model": "forecast", "naive": "persistence", "seasonal_naive": "seasonal naive", "ets": "ETS"}
+
+
+def forecast_figure(parts: dict[str, Any], first_rows: np.ndarray, frame: Any, pre: Any) -> Figure:
+    """``parts``: ``split_forecasts``' arrays (each ``(N, H)``) with ``series``; ``first_rows``: each window's
+    first target row in ``frame``."""
+    parts = dict(parts)
+    series, actual = parts.pop("series"), parts.pop("actual")
+    parts.pop("scale", None)
+    horizon = actual.shape[1]
+    keys = list(dict.fromkeys(series.tolist()))
+    gaps = [np.diff(first_rows[series == k]) for k in keys]
+    paths = horizon > 1 and all(len(g) == 0 or g.min() >= horizon for g in gaps)
+    steps = horizon if paths else 1
     time_col = getattr(pre, "time_column", None)
-    x = data.raw[time_col].iloc[rows].to_numpy() if time_col and time_col in data.raw.columns else rows
-    actual = parts.pop("actual")[first][-MAX_POINTS:, 0]
-    fig = Figure(figsize=(9, 3.6), dpi=100, layout="constrained")
-    ax = fig.add_subplot()
-    ax.plot(x, actual, color="black", linewidth=1.4, label="actual")
-    labels = {"model": "forecast", "naive": "persistence", "seasonal_naive": "seasonal naive", "ets": "ETS"}
-    for name, values in parts.items():
-        predicted = values[first][-MAX_POINTS:, 0]
-        style = {"linewidth": 1.2} if name == "model" else {"linewidth": 0.9, "linestyle": "--", "alpha": 0.7}
-        ax.plot(x, predicted, label=f"{labels[name]} (mae {np.mean(np.abs(predicted - actual)):.4g})", **style)
+    times = np.arange(len(frame))
+    if time_col and time_col in frame.columns:
+        from palaestra.data.forecast import _time_key
+
+        key = _time_key(frame, time_col)  # numbers as they are, dates and tsibble's quarters and weeks parsed
+        times = key.to_numpy() if not key.isna().any() else frame[time_col].to_numpy()
+    shown = keys[:MAX_SERIES]
+    fig = Figure(figsize=(9, 1.0 + 2.8 * len(shown)), dpi=100, layout="constrained")
+    for i, key in enumerate(shown):
+        ax = fig.add_subplot(len(shown), 1, i + 1)
+        mine = np.flatnonzero(series == key)[-(MAX_POINTS // steps or 1):]
+        rows = first_rows[mine][:, None] + np.arange(steps)[None, :]  # (origins, steps) rows of the frame
+        truth = actual[mine, :steps]
+        order = np.argsort(rows, axis=None)
+        ax.plot(times[rows.ravel()[order]], truth.ravel()[order], color="black", linewidth=1.4, label="actual")
+        for name, values in parts.items():
+            predicted = values[mine, :steps]
+            style = {"linewidth": 1.2} if name == "model" else {"linewidth": 0.9, "linestyle": "--", "alpha": 0.7}
+            label = f"{LABELS.get(name, name)} (mae {np.mean(np.abs(predicted - truth)):.4g})"
+            if paths:  # one line per origin, one legend entry
+                color = None
+                for j in range(len(mine)):
+                    line = ax.plot(times[rows[j]], predicted[j], color=color, label=label if j == 0 else None, **style)
+                    color = line[0].get_color()
+            else:
+                ax.plot(times[rows[:, 0]], predicted[:, 0], label=label, **style)
+        ax.set_ylabel(str(pre.target))
+        where = f"{pre.series_id} {key}: " if getattr(pre, "series_id", None) else ""
+        how = f"each origin's next {horizon} steps" if paths else "one-step-ahead forecasts from each origin"
+        ax.set_title(f"{where}test span, {how}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
     ax.set_xlabel(time_col or "row")
-    ax.set_ylabel(str(pre.target))
-    where = f" of {pre.series_id} {series[0]}" if getattr(pre, "series_id", None) else ""
-    ax.set_title(f"test span{where}: one-step-ahead forecasts from each origin")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    return "Forecast vs actual (test span)", _image(fig, "forecast vs actual")
+    if len(keys) > len(shown):
+        fig.suptitle(f"the first {len(shown)} of {len(keys)} series")
+    return fig
 
 
 def text_sample_section(run: Any, length: int = 300) -> tuple[str, str] | None:
