@@ -55,7 +55,7 @@ def _parse_times(col: pd.Series) -> pd.Series:
     return key
 
 
-def _time_key(df: pd.DataFrame, column: str) -> pd.Series:
+def time_key(df: pd.DataFrame, column: str) -> pd.Series:
     col = df[column]
     key = col if pd.api.types.is_numeric_dtype(col) else _parse_times(col)
     if key.isna().any():
@@ -67,7 +67,7 @@ def _time_order(df: pd.DataFrame, column: str | None, series: str | None = None)
     """Row positions in (series, time) order; stable, so rows without a time column keep their order."""
     time = None
     if column is not None:
-        key = _time_key(df, column)
+        key = time_key(df, column)
         time = key.to_numpy(np.int64) if pd.api.types.is_datetime64_any_dtype(key) else key.to_numpy(np.float64)
     if series is None:
         return np.arange(len(df)) if time is None else np.argsort(time, kind="stable")
@@ -315,7 +315,7 @@ class ForecastPreprocessor:
         """The time of each forecast row: the table's own where its series has the row, else the series' last
         time plus whole steps (the position in the series without a time column)."""
         origin_rows = np.repeat(origins, self.horizon)
-        times = _time_key(frame, self.time_column) if self.time_column in frame.columns else None
+        times = time_key(frame, self.time_column) if self.time_column in frame.columns else None
         parts = []
         for _, a, b in series_runs(self.keys(frame)):
             mine = (origin_rows >= a) & (origin_rows < b)
@@ -507,7 +507,7 @@ def prepare(cfg: DataConfig, raw: Any, seed: int, notices: list[str]) -> Prepare
                           "scale": float(np.abs(np.diff(train_y)).mean()) or 1.0}
         if len(train_y) > len(history):  # the season is read off the longest series
             history = train_y
-            times = _time_key(raw.iloc[a:b], time_col) if time_col else None
+            times = time_key(raw.iloc[a:b], time_col) if time_col else None
         for i, part in enumerate(parts):
             per_split[i].append(part)
     if short:

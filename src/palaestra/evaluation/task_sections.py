@@ -61,9 +61,9 @@ def forecast_figure(parts: dict[str, Any], first_rows: np.ndarray, frame: Any, p
     time_col = getattr(pre, "time_column", None)
     times = np.arange(len(frame))
     if time_col and time_col in frame.columns:
-        from palaestra.data.forecast import _time_key
+        from palaestra.data.forecast import time_key
 
-        key = _time_key(frame, time_col)  # numbers as they are, dates and tsibble's quarters and weeks parsed
+        key = time_key(frame, time_col)  # numbers as they are, dates and tsibble's quarters and weeks parsed
         times = key.to_numpy() if not key.isna().any() else frame[time_col].to_numpy()
     shown = keys[:MAX_SERIES]
     fig = Figure(figsize=(9, 1.0 + 2.8 * len(shown)), dpi=100, layout="constrained")

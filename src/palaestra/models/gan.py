@@ -179,7 +179,8 @@ class GANMonitor(Callback):
             for c in range(min(self.n, len(s))):
                 sub = fig.add_subplot(fig_rows + 4, self.n, (r + 4) * self.n + c + 1)
                 img = s[c]
-                sub.imshow(img[0] if img.shape[0] == 1 else img.permute(1, 2, 0).add(1).div(2).clamp(0, 1), cmap="gray")
+                shown = img[0] if img.shape[0] == 1 else img.permute(1, 2, 0).add(1).div(2).clamp(0, 1)
+                sub.imshow(shown.detach().cpu().numpy(), cmap="gray")  # an array: matplotlib's copy of a tensor is deprecated
                 sub.set_xticks([])
                 sub.set_yticks([])
                 if c == 0:
