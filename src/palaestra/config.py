@@ -256,6 +256,11 @@ class TrainConfig(_Section):
     # Classification: temperature scaling fitted on the validation split (auto: kept only if it lowers the
     # validation ECE; temperature: always; none: never). Saved in preprocess.json, applied wherever outputs decode.
     calibrate: Literal["auto", "temperature", "none"] = "auto"
+    # Forecasting: after training, train again from scratch on the training and validation rows together for the
+    # best epoch count, and keep that model (AutoGluon's refit_full). Validation metrics stay the first model's
+    # (the refit one has seen those rows); the blend keeps the weight the first one was given; the test MASE is
+    # then scaled by the longer history's one-step persistence error.
+    refit: bool = False
     # Binary targets: the decision threshold on the positive (minority) class's probability, chosen on the
     # validation split for f1 | balanced_accuracy | a cost ratio c > 0 (a missed positive costs c false alarms).
     threshold_objective: Literal["none", "f1", "balanced_accuracy"] | float = "none"

@@ -307,6 +307,41 @@ def fit_forecast_blend(parts: Parts, data: PreparedData, device: torch.device) -
                       "val_mase_seasonal_naive": scores[0]}}
 
 
+class _KeepBlend(cb.Callback):
+    """Gives a refitted forecaster the blend weight its first training chose (the refit has no validation span)."""
+
+    def __init__(self, weight: float):
+        self.weight = weight
+
+    def on_train_end(self, state: TrainState) -> None:
+        blend = find_blend(state.model)
+        if blend is not None:
+            blend.weight.fill_(self.weight)
+
+
+def check_refit(config: Config, data: PreparedData, dist: Any, split_override: Any) -> None:
+    """``train.refit`` refused before anything trains where it cannot run."""
+    if data.spec.task != "forecast":
+        raise ConfigError("train.refit is for forecasting (task: forecast): other splits are not in time order")
+    if split_override is not None or dist is not None:
+        raise ConfigError("train.refit runs in one process, on the configured split")
+    if data.val is None or len(data.val) == 0:
+        raise ConfigError("train.refit needs a validation span to learn the epoch count from (data.split.val > 0)")
+
+
+def refit(config: Config, source: Any, model: nn.Module, epochs: int) -> Run:
+    """``train.refit``: the same config trained from scratch on the training and validation rows together for
+    ``epochs`` epochs, no early stopping; the test span stays where it was (a forecast's split is chronological)."""
+    split = config.data.split
+    tree = config.explicit()
+    tree.setdefault("data", {})["split"] = {**split.model_dump(), "train": split.train + split.val, "val": 0.0}
+    tree["train"] = {**tree.get("train", {}), "epochs": max(1, epochs), "early_stopping": None, "restore_best": False,
+                     "refit": False, "time_limit": None, "trackers": [], "progress": False}
+    blend = find_blend(model)
+    keep = [_KeepBlend(float(blend.weight))] if blend is not None else []
+    return train(tree, source=source, quiet=True, extra_callbacks=keep)
+
+
 def calibrate_decisions(config: Config, parts: Parts, data: PreparedData, device: torch.device) -> dict[str, Any]:
     """Classification with one target: temperature scaling and, for two classes, the decision threshold, fitted on
     the validation split and set on the run's preprocessing (so predict, serve and export apply them); the class
@@ -352,6 +387,8 @@ def train(config: Config | dict | str | Path | None = None, *, source: Any = Non
         device, quiet = dist.device, quiet or not dist.is_main  # only rank 0 prints
     data = prepare_data(resolve_layout(config), config.seed, source=source, embedding_dim=config.model.embedding_dim,
                         split_override=split_override)
+    if config.train.refit:
+        check_refit(config, data, dist, split_override)
     config = resolve_config(config, data.spec, len(data.train.target))
     parts = build_parts(config, data, device, dist)
     run_dir, save = _open_run_dir(out, resume, config, data.spec, getattr(data.preprocessor, "target", None),
@@ -377,6 +414,10 @@ def train(config: Config | dict | str | Path | None = None, *, source: Any = Non
     decisions = {} if state.diverged else {**calibrate_decisions(config, parts, data, device),
                                             **fit_forecast_blend(parts, data, device)}
     val, test = evaluate_splits(parts, data, device)
+    if config.train.refit and not state.diverged:
+        refitted = refit(config, source, model, state.best_epoch or state.epoch)
+        model, data, test = refitted.model, refitted.data, refitted.metrics["test"]
+        decisions["refit"] = {"epochs": refitted.metrics["epochs"], "train_seconds": refitted.metrics["train_seconds"]}
     metrics = {"val": val, "test": test, **decisions, "epochs": state.epoch, "best_epoch": state.best_epoch,
                "monitor": state.monitor, "train_seconds": round(train_seconds, 3), "stop_reason": state.stop_reason,
                "parameters": sum(p.numel() for p in model.parameters()),

@@ -94,3 +94,48 @@ def test_no_blend_without_a_season_in_the_window():
     cfg = tiny(epochs=2, data={"task": "forecast", "target": "y", "season": 4, "window": 8}, model={"blend": "none"})
     run = train(cfg, source=_quarters(), quiet=True)
     assert find_blend(run.model) is None and "blend" not in run.metrics
+
+
+def test_refit_trains_on_the_validation_span_too_and_keeps_the_test_span(blended, tmp_path):
+    first, _ = blended
+    cfg = tiny(epochs=2, data={"task": "forecast", "target": "y", "season": 4, "window": 8, "horizon": 6,
+                               "backtest": 3}, train={"batch_size": 16, "refit": True})
+    run = train(cfg, source=_quarters(), out=tmp_path / "run", quiet=True)
+    plain = train({**cfg, "train": {**cfg["train"], "refit": False}}, source=_quarters(), quiet=True)
+    # the first training is the plain run: same validation scores, same blend weight
+    assert run.metrics["val"] == plain.metrics["val"] and run.metrics["blend"] == plain.metrics["blend"]
+    assert run.metrics["refit"]["epochs"] == plain.metrics["best_epoch"]
+    # the kept model trained on the validation rows as well, and forecasts the same test origins
+    assert set(plain.data.val.index) <= set(run.data.train.index) and len(run.data.val) == 0
+    np.testing.assert_array_equal(run.data.test.index, plain.data.test.index)
+    assert float(find_blend(run.model).weight) == pytest.approx(run.metrics["blend"]["network_weight"])
+    assert run.metrics["test"]["origins"] == 3 and run.metrics["test"]["mase"] != plain.metrics["test"]["mase"]
+    loaded = Run.load(tmp_path / "run")
+    pd.testing.assert_frame_equal(loaded.predict(_quarters()), run.predict(_quarters()))
+    assert first.metrics["test"]["origins"] > 3  # (the fixture's run forecasts from every test origin)
+
+
+def test_refit_is_refused_before_anything_trains_where_it_cannot_run(tmp_path):
+    from palaestra.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="forecasting"):
+        train(tiny("iris", epochs=1, train={"refit": True}), out=tmp_path / "a", quiet=True)
+    with pytest.raises(ConfigError, match="validation span"):
+        train(tiny(epochs=1, data={"task": "forecast", "target": "y", "window": 8,
+                                   "split": {"train": 0.85, "val": 0.0, "test": 0.15}}, train={"refit": True}),
+              source=_quarters(), out=tmp_path / "b", quiet=True)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_the_test_span_does_not_move_when_validation_rows_are_trained_on():
+    from palaestra.config import DataConfig
+    from palaestra.data.forecast import _split_origins
+
+    for n in range(60, 160):
+        for train_share, val_share in ((0.7, 0.15), (0.6, 0.25), (0.75, 0.1)):
+            split = {"train": train_share, "val": val_share, "test": round(1 - train_share - val_share, 10)}
+            merged = {"train": train_share + val_share, "val": 0.0, "test": split["test"]}
+            plain = _split_origins(DataConfig(split=split), 0, n, 8, 2)[0]
+            refit = _split_origins(DataConfig(split=merged), 0, n, 8, 2)[0]
+            np.testing.assert_array_equal(plain[2], refit[2])
+            assert set(plain[0]) | set(plain[1]) <= set(refit[0]) | set(plain[1])

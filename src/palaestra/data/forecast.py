@@ -451,9 +451,9 @@ def _split_origins(cfg: DataConfig, a: int, stop: int, w: int, h: int) -> tuple[
         n_va = int(round(n * cfg.split.val))
         n_tr = n - n_te - n_va
         test = a + n_tr + n_va - 1 + h * np.arange(cfg.backtest)
-    else:
+    else:  # the test span starts where it would with the validation rows trained on (train.refit)
         n_tr = int(round(n * cfg.split.train))
-        n_va = int(round(n * cfg.split.val))
+        n_va = int(round(n * (cfg.split.train + cfg.split.val))) - n_tr
         test = np.arange(max(a + n_tr + n_va - 1, a + w - 1), stop - h)
     if n_tr < w + h + 1:
         raise DataError(f"the training part has {n_tr} rows: too few for data.window={w} plus data.horizon={h}"
