@@ -193,11 +193,20 @@ def test_health_warns_about_environment_mismatch_and_prediction_log_is_opt_in(pe
     assert [e["input"]["island"] for e in logged] == [r["island"] for r in rows]
 
 
-def test_a_slow_prediction_times_out_with_503(penguins_run):
+def test_a_slow_prediction_times_out_with_503(penguins_run, monkeypatch):
+    from palaestra.deployment import server as server_module
+
+    answers = server_module.answers
+
+    def slow(decoded):  # in the worker thread: a prediction that takes 1 s (a near-zero timeout alone races a
+        time.sleep(1.0)  # two-row prediction that finishes before the event loop looks at the clock)
+        return answers(decoded)
+
+    monkeypatch.setattr(server_module, "answers", slow)
     run = Run.load(penguins_run)
-    with running(build_app(run, timeout=1e-9)) as url:
+    with running(build_app(run, timeout=0.2)) as url:
         r = httpx.post(f"{url}/predict", json={"rows": records(held_out(run).head(2))})
-        assert r.status_code == 503 and "longer than" in r.text
+        assert r.status_code == 503 and "longer than 0.2 s" in r.text
 
 
 def test_openapi_fuzz_finds_no_server_errors(server):
