@@ -139,3 +139,19 @@ def test_the_test_span_does_not_move_when_validation_rows_are_trained_on():
             refit = _split_origins(DataConfig(split=merged), 0, n, 8, 2)[0]
             np.testing.assert_array_equal(plain[2], refit[2])
             assert set(plain[0]) | set(plain[1]) <= set(refit[0]) | set(plain[1])
+
+
+def test_the_onnx_export_carries_the_combination(blended, tmp_path):
+    from palaestra.deployment.export import export, predict_exported
+
+    run, run_dir = blended
+    loaded = Run.load(run_dir)
+    assert 0.0 < run.metrics["blend"]["network_weight"] < 1.0  # both halves count
+    rows = _quarters().tail(8)  # one window: the forecast beyond the data
+    path, check = export(loaded, "onnx", tmp_path / "model.onnx")
+    assert check.ok, check
+    exported = predict_exported(path, rows)
+    np.testing.assert_allclose(exported, loaded.outputs(rows), atol=1e-4)
+    blend = find_blend(loaded.model)
+    blend.weight.fill_(1.0)  # the network alone forecasts otherwise: the export holds the seasonal half too
+    assert not np.allclose(exported, loaded.outputs(rows), atol=1e-3)
