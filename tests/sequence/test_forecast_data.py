@@ -144,6 +144,29 @@ def test_ets_forecasts_from_every_origin_match_statsmodels_refiltering():
     assert np.allclose(_forecasts_from(fit, y[:148], origins, 12), expected, atol=1e-9)
 
 
+def test_the_same_ets_question_is_answered_without_fitting_again(monkeypatch):
+    pytest.importorskip("statsmodels")
+    from palaestra.data import forecast_baselines as fb
+
+    fits = []
+    fitted = fb._best_ets
+    monkeypatch.setattr(fb, "_best_ets", lambda *a: fits.append(1) or fitted(*a))
+    t = np.arange(120)
+    y = 10 + 2 * np.sin(2 * np.pi * t / 12) + np.random.default_rng(1).normal(0, 0.3, 120)
+    keys = np.array(["a"] * 60 + ["b"] * 60, dtype=object)
+    origins = np.array([40, 47, 100, 107])
+    first = fb.ets_forecasts(y, keys, origins, 3, 12)
+    assert len(fits) == 2 and first.shape == (4, 3)  # one fit per series
+    first[:] = 0.0  # the caller's copy: the remembered answer is untouched
+    again = fb.ets_forecasts(y.copy(), keys.copy(), origins.copy(), 3, 12)
+    assert len(fits) == 2 and np.isfinite(again).all() and not np.allclose(again, 0.0)
+    y[50] += 1.0  # other values, other series, other origins or another horizon: fitted afresh
+    fb.ets_forecasts(y, keys, origins, 3, 12)
+    fb.ets_forecasts(y, keys, origins[:2], 3, 12)
+    fb.ets_forecasts(y, keys, origins, 2, 12)
+    assert len(fits) == 2 + 2 + 1 + 2
+
+
 def test_a_run_saved_before_series_and_multi_step_horizons_still_loads_or_says_why():
     from palaestra.data.forecast import ForecastPreprocessor
 
