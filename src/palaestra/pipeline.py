@@ -273,11 +273,14 @@ def build_callbacks(config: Config, parts: Parts, save, run_dir: Path | None, fl
     return callbacks, step_fn, model_callbacks
 
 
-def evaluate_splits(parts: Parts, data: PreparedData, device: torch.device) -> tuple[dict, dict]:
-    """Validation and test metrics of the trained model, with the task's baselines beside them."""
+def evaluate_splits(parts: Parts, data: PreparedData, device: torch.device,
+                    with_test: bool = True) -> tuple[dict, dict]:
+    """Validation and test metrics of the trained model, with the task's baselines beside them (``with_test``:
+    False when another model will be tested, as after ``train.refit``)."""
     model = scaled(parts.model, getattr(data.preprocessor, "temperature", 1.0))  # calibrated, if it was
     val = evaluate(model, parts.val, parts.loss_fn, parts.metrics(), device) if parts.val is not None else {}
-    test = evaluate(model, parts.test, parts.loss_fn, parts.metrics(), device) if parts.test is not None else {}
+    test = evaluate(model, parts.test, parts.loss_fn, parts.metrics(), device) \
+        if parts.test is not None and with_test else {}
     baseline = getattr(data.preprocessor, "baseline_metrics", None)  # e.g. the unigram model's bits per char
     # forecasting: the metrics in the target's units per series, with the persistence, seasonal and ETS baselines
     own = getattr(data.preprocessor, "split_metrics", None)
@@ -319,7 +322,7 @@ class _KeepBlend(cb.Callback):
             blend.weight.fill_(self.weight)
 
 
-def check_refit(config: Config, data: PreparedData, dist: Any, split_override: Any) -> None:
+def check_refit(data: PreparedData, dist: Any, split_override: Any) -> None:
     """``train.refit`` refused before anything trains where it cannot run."""
     if data.spec.task != "forecast":
         raise ConfigError("train.refit is for forecasting (task: forecast): other splits are not in time order")
@@ -388,7 +391,7 @@ def train(config: Config | dict | str | Path | None = None, *, source: Any = Non
     data = prepare_data(resolve_layout(config), config.seed, source=source, embedding_dim=config.model.embedding_dim,
                         split_override=split_override)
     if config.train.refit:
-        check_refit(config, data, dist, split_override)
+        check_refit(data, dist, split_override)
     config = resolve_config(config, data.spec, len(data.train.target))
     parts = build_parts(config, data, device, dist)
     run_dir, save = _open_run_dir(out, resume, config, data.spec, getattr(data.preprocessor, "target", None),
@@ -413,8 +416,9 @@ def train(config: Config | dict | str | Path | None = None, *, source: Any = Non
         model.load_state_dict(state.best_weights)
     decisions = {} if state.diverged else {**calibrate_decisions(config, parts, data, device),
                                             **fit_forecast_blend(parts, data, device)}
-    val, test = evaluate_splits(parts, data, device)
-    if config.train.refit and not state.diverged:
+    refitting = config.train.refit and not state.diverged
+    val, test = evaluate_splits(parts, data, device, with_test=not refitting)  # a refit model is the one tested
+    if refitting:
         refitted = refit(config, source, model, state.best_epoch or state.epoch)
         model, data, test = refitted.model, refitted.data, refitted.metrics["test"]
         decisions["refit"] = {"epochs": refitted.metrics["epochs"], "train_seconds": refitted.metrics["train_seconds"]}

@@ -96,8 +96,7 @@ def test_no_blend_without_a_season_in_the_window():
     assert find_blend(run.model) is None and "blend" not in run.metrics
 
 
-def test_refit_trains_on_the_validation_span_too_and_keeps_the_test_span(blended, tmp_path):
-    first, _ = blended
+def test_refit_trains_on_the_validation_span_too_and_keeps_the_test_span(tmp_path):
     cfg = tiny(epochs=2, data={"task": "forecast", "target": "y", "season": 4, "window": 8, "horizon": 6,
                                "backtest": 3}, train={"batch_size": 16, "refit": True})
     run = train(cfg, source=_quarters(), out=tmp_path / "run", quiet=True)
@@ -112,7 +111,6 @@ def test_refit_trains_on_the_validation_span_too_and_keeps_the_test_span(blended
     assert run.metrics["test"]["origins"] == 3 and run.metrics["test"]["mase"] != plain.metrics["test"]["mase"]
     loaded = Run.load(tmp_path / "run")
     pd.testing.assert_frame_equal(loaded.predict(_quarters()), run.predict(_quarters()))
-    assert first.metrics["test"]["origins"] > 3  # (the fixture's run forecasts from every test origin)
 
 
 def test_refit_is_refused_before_anything_trains_where_it_cannot_run(tmp_path):
