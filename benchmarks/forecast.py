@@ -85,6 +85,7 @@ def one(name: str, seed: int, horizon: int | None, backtest: int, overrides: lis
     test, val = run.metrics["test"], run.metrics["val"]
     return {"series": name, "seed": seed, "family": run.config.model.family, "season": test.get("season"),
             "network_weight": run.metrics.get("blend", {}).get("network_weight"),
+            "blend_weights": run.metrics.get("blend", {}).get("weights"),
             "epochs": len(run.history), "val_mase": val.get("mase"), "val_ets_mase": val.get("ets_mase"),
             **{k: test[k] for k in test if k.endswith(("mase", "mae"))}}
 
@@ -151,7 +152,8 @@ def main(argv: list[str] | None = None) -> None:
         for seed in args.seeds:
             rows.append(one(name, seed, args.horizon, args.backtest, args.overrides, args.earlier))
             r = rows[-1]
-            print(f"{name:13s} seed {seed} {r['family']} epochs {r['epochs']:3d}  w {r['network_weight']}  "
+            weights = "/".join(f"{w:.2f}" for w in (r["blend_weights"] or {}).values()) or "-"
+            print(f"{name:13s} seed {seed} {r['family']} epochs {r['epochs']:3d}  weights {weights}  "
                   f"mase {r['mase']:.3f}  naive "
                   f"{r.get('naive_mase', float('nan')):.3f}  seasonal {r.get('seasonal_naive_mase', float('nan')):.3f}  "
                   f"ets {r.get('ets_mase', float('nan')):.3f}", flush=True)

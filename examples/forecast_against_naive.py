@@ -4,7 +4,8 @@ A forecast is worth what it beats. Persistence (next month = this month), season
 month last year) and exponential smoothing cost nothing to fit; a model must beat them on the same points. The
 script trains the same model twice: once on windows scaled with the training years' statistics (the test years
 lie above every training value), once on windows seen relative to their own last value; both without the
-combination with seasonal naive that forecasts get by default (``model.blend``), to show the windows alone.
+combination with classical seasonal forecasts that forecasts get by default (``model.blend``), to show the windows
+alone.
 
 Run: ``python examples/forecast_against_naive.py [--quick] [--out DIR]``
 """

@@ -103,7 +103,7 @@ def test_a_run_saved_before_the_quantile_encoding_is_read_with_z_scores(penguins
     assert read_saved_config(old).data.numeric_encoding == "standard"
     assert load_config(old).data.numeric_encoding == "quantile"
     # a forecast saved before model.blend was the network alone
-    assert read_saved_config(penguins_run / "config.yaml").model.blend == "seasonal_naive"
+    assert read_saved_config(penguins_run / "config.yaml").model.blend == "seasonal"
     del tree["model"]["blend"]
     old.write_text(yaml.safe_dump(tree))
-    assert read_saved_config(old).model.blend == "none" and load_config(old).model.blend == "seasonal_naive"
+    assert read_saved_config(old).model.blend == "none" and load_config(old).model.blend == "seasonal"

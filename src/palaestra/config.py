@@ -176,9 +176,11 @@ class ModelConfig(_Section):
     # instance normalisation): `last` (its last value: the model predicts the change), `mean` (its mean and
     # spread, RevIN), or `none` (the training scale only).
     window_norm: Literal["last", "mean", "none"] = "last"
-    # Forecasting: the forecast is `w * network + (1 - w) * seasonal naive`, with w fitted on the validation span
-    # after training (metrics.json's `blend`); `none`: the network alone. Needs a season within data.window.
-    blend: Literal["seasonal_naive", "none"] = "seasonal_naive"
+    # Forecasting: the forecast is a weighted sum of the network's and classical forecasts of the same window, the
+    # weights fitted on the validation span after training (metrics.json's `blend`). `seasonal`: seasonal naive,
+    # the window's mean seasonal profile, seasonal naive with drift; `seasonal_naive`: that one alone; `none`: the
+    # network alone. Needs a season within data.window (two seasons for the profile and the drift).
+    blend: Literal["seasonal", "seasonal_naive", "none"] = "seasonal"
 
     @field_validator("init_range")
     @classmethod
@@ -258,7 +260,7 @@ class TrainConfig(_Section):
     calibrate: Literal["auto", "temperature", "none"] = "auto"
     # Forecasting: after training, train again from scratch on the training and validation rows together for the
     # best epoch count, and keep that model (AutoGluon's refit_full). Validation metrics stay the first model's
-    # (the refit one has seen those rows); the blend keeps the weight the first one was given; the test MASE is
+    # (the refit one has seen those rows); the blend keeps the weights the first one was given; the test MASE is
     # then scaled by the longer history's one-step persistence error.
     refit: bool = False
     # Binary targets: the decision threshold on the positive (minority) class's probability, chosen on the

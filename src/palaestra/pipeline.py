@@ -36,7 +36,7 @@ from palaestra.errors import ConfigError, UserError
 from palaestra.evaluation.calibration import calibrate, scaled
 from palaestra.evaluation.metrics import metric_set
 from palaestra.models import FAMILIES, build_model, resolve_family, resolve_layout
-from palaestra.models.seasonal_blend import choose_weight, find_blend
+from palaestra.models.seasonal_blend import choose_weights, find_blend
 from palaestra.resources import build_within_memory, check_machine
 from palaestra.runs import Run, RunIndex, read_state, run_name, runs_root, set_state
 from palaestra.training import callbacks as cb
@@ -293,33 +293,43 @@ def evaluate_splits(parts: Parts, data: PreparedData, device: torch.device,
 
 
 def fit_forecast_blend(parts: Parts, data: PreparedData, device: torch.device) -> dict[str, Any]:
-    """A forecast's combination with seasonal naive (``model.blend``): the network's weight that scores the lowest
-    validation MASE, set in the model (so predict, serve and export apply it). What metrics.json records of it."""
+    """A forecast's combination with the classical forecasts of its window (``model.blend``): the weights that score
+    the lowest validation MASE, set in the model (so predict, serve and export apply them). What metrics.json
+    records of it."""
     blend = find_blend(parts.model)
     if blend is None or data.val is None or len(data.val) == 0:
         return {}
-    pre = data.preprocessor
-    blend.weight.fill_(1.0)
-    forecasts = pre.split_forecasts(data.raw, data.val, split_outputs(parts.model, data.val, device), ets=False)
+    pre, members = data.preprocessor, {}
+    for j, name in enumerate(blend.members):  # each member's validation forecasts, alone
+        blend.weight.zero_()
+        blend.weight[j] = 1.0
+        forecasts = pre.split_forecasts(data.raw, data.val, split_outputs(parts.model, data.val, device), ets=False)
+        members[name] = forecasts["model"]
+    blend.weight.zero_()
+    blend.weight[0] = 1.0
     if "seasonal_naive" not in forecasts:  # a validation origin less than a season into its series
         return {}
-    weight, scores = choose_weight(forecasts["model"], forecasts["seasonal_naive"],
-                                   lambda f: mase(f, forecasts["actual"], forecasts["series"], forecasts["scale"]))
-    blend.weight.fill_(weight)
-    return {"blend": {"network_weight": weight, "val_mase": min(scores), "val_mase_network": scores[-1],
-                      "val_mase_seasonal_naive": scores[0]}}
+
+    def score(f: np.ndarray) -> float:
+        return mase(f, forecasts["actual"], forecasts["series"], forecasts["scale"])
+
+    weights = choose_weights(list(members.values()), score)
+    blend.weight.copy_(torch.tensor(weights))
+    return {"blend": {"weights": dict(zip(members, weights, strict=True)), "network_weight": weights[0],
+                      "val_mase": score(sum(w * f for w, f in zip(weights, members.values(), strict=True))),
+                      "val_mase_members": {name: score(f) for name, f in members.items()}}}
 
 
 class _KeepBlend(cb.Callback):
-    """Gives a refitted forecaster the blend weight its first training chose (the refit has no validation span)."""
+    """Gives a refitted forecaster the blend weights its first training chose (the refit has no validation span)."""
 
-    def __init__(self, weight: float):
-        self.weight = weight
+    def __init__(self, weights: torch.Tensor):
+        self.weights = weights.clone()
 
     def on_train_end(self, state: TrainState) -> None:
         blend = find_blend(state.model)
         if blend is not None:
-            blend.weight.fill_(self.weight)
+            blend.weight.copy_(self.weights)
 
 
 def check_refit(data: PreparedData, dist: Any, split_override: Any) -> None:
@@ -341,7 +351,7 @@ def refit(config: Config, source: Any, model: nn.Module, epochs: int) -> Run:
     tree["train"] = {**tree.get("train", {}), "epochs": max(1, epochs), "early_stopping": None, "restore_best": False,
                      "refit": False, "time_limit": None, "trackers": [], "progress": False}
     blend = find_blend(model)
-    keep = [_KeepBlend(float(blend.weight))] if blend is not None else []
+    keep = [_KeepBlend(blend.weight)] if blend is not None else []
     return train(tree, source=source, quiet=True, extra_callbacks=keep)
 
 

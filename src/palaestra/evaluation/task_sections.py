@@ -33,16 +33,25 @@ def forecast_section(run: Any, data: Any) -> tuple[str, str] | None:
     parts = pre.split_forecasts(data.raw, split, split_outputs(run.model, split, device))
     fig = forecast_figure(parts, np.asarray(split.index), data.raw, pre)
     blend = (run.metrics or {}).get("blend")
-    text = ""
-    if blend:
-        w = blend["network_weight"]
-        text = (f"<p>The forecast is {w:.2f} &times; the network + {1 - w:.2f} &times; seasonal naive "
-                f"(<code>model.blend</code>), the weight fitted on the validation span: validation MASE "
-                f"{blend['val_mase']:.3f} combined, {blend['val_mase_network']:.3f} the network alone, "
-                f"{blend['val_mase_seasonal_naive']:.3f} seasonal naive.</p>")
+    text = _blend_text(blend) if blend else ""
     return "Forecast vs actual (test span)", text + _image(fig, "forecast vs actual")
 
 
+def _blend_text(blend: dict[str, Any]) -> str:
+    if "weights" in blend:
+        weights, alone = blend["weights"], blend["val_mase_members"]
+    else:  # a run saved when seasonal naive was the only member
+        w = blend["network_weight"]
+        weights = {"network": w, "seasonal_naive": 1 - w}
+        alone = {"network": blend["val_mase_network"], "seasonal_naive": blend["val_mase_seasonal_naive"]}
+    terms = " + ".join(f"{w:.2f} &times; {MEMBER_NAMES.get(name, name)}" for name, w in weights.items())
+    scores = ", ".join(f"{MEMBER_NAMES.get(name, name)} {score:.3f}" for name, score in alone.items())
+    return (f"<p>The forecast is {terms} (<code>model.blend</code>), the weights fitted on the validation span. "
+            f"Validation MASE: {blend['val_mase']:.3f} combined; alone: {scores}.</p>")
+
+
+MEMBER_NAMES = {"network": "the network", "seasonal_naive": "seasonal naive",
+                "seasonal_mean": "the mean seasonal profile", "seasonal_drift": "seasonal naive with drift"}
 MAX_SERIES = 6
 LABELS = {"model": "forecast", "naive": "persistence", "seasonal_naive": "seasonal naive", "ets": "ETS"}
 

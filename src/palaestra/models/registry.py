@@ -28,6 +28,7 @@ from palaestra.config import Config, DataConfig, ModelConfig
 from palaestra.data.spec import FeatureSpec
 from palaestra.errors import ConfigError
 from palaestra.models.init import initialize
+from palaestra.models.seasonal_blend import MEMBERS as BLEND_MEMBERS
 from palaestra.models.seasonal_blend import SeasonalBlend
 from palaestra.models.window_norm import WindowNorm
 
@@ -110,8 +111,9 @@ def build_model(spec: FeatureSpec, cfg: ModelConfig) -> nn.Module:
     initialize(model, cfg)
     if spec.task == "forecast" and cfg.window_norm != "none":
         model = WindowNorm(model, cfg.window_norm, int(spec.extra.get("window") or 0) or None)
-    if spec.task == "forecast" and cfg.blend == "seasonal_naive":
+    if spec.task == "forecast" and cfg.blend != "none":
         season, window = int(spec.extra.get("season") or 0), int(spec.extra.get("window") or 0)
-        if 2 <= season <= window:  # else no seasonal-naive forecast to combine with
-            model = SeasonalBlend(model, season, window, spec.n_outputs)
+        if 2 <= season <= window:  # else no seasonal forecast to combine with
+            members = 1 if cfg.blend == "seasonal_naive" else len(BLEND_MEMBERS)
+            model = SeasonalBlend(model, season, window, spec.n_outputs, members)
     return model
