@@ -95,6 +95,8 @@ def test_greedy_selection_shrunk_half_way_to_equal_weights_of_the_members_near_t
     assert choose_weights([actual + 1.0, actual - 1.0], score, shrink=1.0) == [0.5, 0.5]
     # ties go to the earlier member, the network
     assert choose_weights([actual, actual.copy()], score, shrink=1.0) == [1.0, 0.0]
+    # a member that cannot forecast (NaN) gets nothing, and does not spoil the others
+    assert choose_weights([actual + 1.0, actual - 1.0, actual + np.nan], score) == [0.5, 0.5, 0.0]
     # greedy: the first member wins every round; the equal half goes to the members within 1.5x its error (1.0),
     # not to the one 2x off
     members = [actual + 1.0, actual - 1.2, actual + 2.0, actual - 1.5]

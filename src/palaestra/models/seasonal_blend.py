@@ -108,11 +108,11 @@ def choose_weights(forecasts: list[np.ndarray], score: Callable[[np.ndarray], fl
     counts = np.zeros(len(forecasts))
     total = np.zeros_like(forecasts[0], dtype=np.float64)
     for r in range(1, rounds + 1):
-        trial = [score((total + f) / r) for f in forecasts]
+        trial = np.nan_to_num([score((total + f) / r) for f in forecasts], nan=np.inf)  # a NaN forecast: last
         best = int(np.argmin(trial))  # argmin: the first of equal scores
         counts[best] += 1
         total += forecasts[best]
     alone = np.array([score(f) for f in forecasts])
-    kept = alone <= trim * alone.min()
+    kept = alone <= trim * np.nanmin(alone) if np.isfinite(alone).any() else np.ones(len(alone), bool)
     equal = kept / kept.sum()
     return [shrink * float(c) / rounds + (1.0 - shrink) * float(e) for c, e in zip(counts, equal, strict=True)]
