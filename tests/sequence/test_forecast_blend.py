@@ -85,6 +85,24 @@ def test_each_member_is_the_forecast_it_is_named_for(blended):
         np.testing.assert_allclose(network["model"], inner, rtol=1e-6)
 
 
+def test_the_maps_where_the_window_is_not_a_whole_number_of_seasons():
+    """Window 24, season 7: three whole seasons (the last 21 steps), horizon 9 reaching two seasons ahead."""
+    from palaestra.models.seasonal_blend import member_maps
+
+    window, season, horizon = 24, 7, 9
+    x = np.random.default_rng(1).normal(size=window)
+    got = member_maps(season, window, horizon).double().numpy() @ x
+    seasons = [x[window - (j + 1) * season:window - j * season] for j in range(3)]  # the last one first
+    profile = np.mean([s - s.mean() for s in seasons], axis=0)
+    drift = (seasons[0].mean() - seasons[2].mean()) / 2
+    for k in range(horizon):
+        phase, ahead = k % season, k // season + 1
+        assert got[0, k] == pytest.approx(seasons[0][phase])
+        assert got[1, k] == pytest.approx(seasons[0].mean() + profile[phase])
+        assert got[2, k] == pytest.approx(seasons[0][phase] + ahead * drift)
+    np.testing.assert_allclose(member_maps(season, window, horizon).sum(-1), 1.0, rtol=1e-6)  # affine: rows sum to 1
+
+
 def test_greedy_selection_shrunk_half_way_to_equal_weights_of_the_members_near_the_best():
     actual = np.array([1.0, 2.0, 3.0, 4.0])
 
