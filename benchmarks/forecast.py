@@ -84,7 +84,6 @@ def one(name: str, seed: int, horizon: int | None, backtest: int, overrides: lis
     run = palaestra.train(cfg, overrides=overrides or None, quiet=True)
     test, val = run.metrics["test"], run.metrics["val"]
     return {"series": name, "seed": seed, "family": run.config.model.family, "season": test.get("season"),
-            "network_weight": run.metrics.get("blend", {}).get("network_weight"),
             "blend_weights": run.metrics.get("blend", {}).get("weights"),
             "epochs": len(run.history), "val_mase": val.get("mase"), "val_ets_mase": val.get("ets_mase"),
             **{k: test[k] for k in test if k.endswith(("mase", "mae"))}}
@@ -112,7 +111,7 @@ def table(lines: list[dict]) -> str:
     return "\n".join([head, *body])
 
 
-TIE = 1e-3  # closer than this (relative) is a tie, not a win: a forecast that *is* seasonal naive (blend weight 0)
+TIE = 1e-3  # closer than this (relative) is a tie, not a win: a forecast that *is* seasonal naive (all the weight on it)
 # differs from the baseline's float64 values in the ninth digit after float32 arithmetic
 
 

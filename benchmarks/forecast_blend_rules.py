@@ -24,14 +24,13 @@ from benchmarks.forecast import SERIES, beats, series_csv
 NAMES = ("network", "seasonal_naive", "seasonal_mean", "seasonal_drift")
 
 
-def members(name: str, seed: int, earlier: bool, backtest: int = 4) -> dict[str, dict]:
-    """Per split (val, test): each member's forecasts alone, the actual values, series and scales, and (test) the
-    seasonal-naive and ETS baselines."""
+def members(name: str, seed: int, earlier: bool, backtest: int = 4) -> dict:
+    """Per split (val, test): each member's ``split_forecasts`` alone (the product's own ``member_forecasts``);
+    ``baselines``: the run's test MASE of seasonal naive and ETS."""
     import torch
 
     import palaestra
-    from palaestra.models.seasonal_blend import find_blend
-    from palaestra.training.loop import split_outputs
+    from palaestra.pipeline import member_forecasts
 
     _, _, target, time, series, season = SERIES[name]
     data = {"source": str(series_csv(name, cut=backtest * season if earlier else 0)), "target": target,
@@ -39,25 +38,17 @@ def members(name: str, seed: int, earlier: bool, backtest: int = 4) -> dict[str,
     if series:
         data["series_id"] = series
     run = palaestra.train({"seed": seed, "data": data, "train": {"progress": False}}, quiet=True)
-    blend = find_blend(run.model)
-    out = {}
-    for split_name in ("val", "test"):
-        split, got = getattr(run.data, split_name), {}
-        for j, member in enumerate(blend.members):
-            blend.weight.zero_()
-            blend.weight[j] = 1.0
-            outputs = split_outputs(run.model, split, torch.device("cpu"))
-            f = run.preprocessor.split_forecasts(run.data.raw, split, outputs, ets=split_name == "test" and j == 0)
-            got[member] = f["model"]
-            if j == 0:
-                got.update(actual=f["actual"], series=f["series"], scale=f["scale"], ets=f.get("ets"))
-        out[split_name] = got
+    out = {split: member_forecasts(run.model, run.preprocessor, run.data.raw, getattr(run.data, split),
+                                   torch.device("cpu")) for split in ("val", "test")}
+    test = run.metrics["test"]
+    out["baselines"] = {"seasonal_naive": test["seasonal_naive_mase"], "ets": test["ets_mase"]}
     return out
 
 
-def score(forecast: np.ndarray, d: dict) -> float:
+def score(forecast: np.ndarray, members: dict) -> float:
     from palaestra.data.forecast import mase
 
+    d = members["network"]
     return mase(forecast, d["actual"], d["series"], d["scale"])
 
 
@@ -65,11 +56,11 @@ def rules() -> dict:
     from palaestra.models.seasonal_blend import choose_weights
 
     def greedy(v: dict, names=NAMES, **kw) -> list[float]:
-        return choose_weights([v[n] for n in names], lambda f: score(f, v), **kw)
+        return choose_weights([v[n]["model"] for n in names], lambda f: score(f, v), **kw)
 
     def grid_sn(v: dict) -> list[float]:  # the default before: one weight on a 0.05 grid, ties to the network
         grid = np.linspace(0.0, 1.0, 21)
-        scores = [score(w * v["network"] + (1 - w) * v["seasonal_naive"], v) for w in grid]
+        scores = [score(w * v["network"]["model"] + (1 - w) * v["seasonal_naive"]["model"], v) for w in grid]
         w = float(grid[min(range(len(grid)), key=lambda i: (scores[i], -grid[i]))])
         return [w, 1 - w, 0.0, 0.0]
 
@@ -102,13 +93,12 @@ def main(argv: list[str] | None = None) -> None:
         baseline = {}
         for name in args.series:
             runs = [members(name, seed, earlier) for seed in args.seeds]
-            test = runs[0]["test"]
-            baseline[name] = {"seasonal_naive": score(test["seasonal_naive"], test), "ets": score(test["ets"], test)}
+            baseline[name] = runs[0]["baselines"]
             for rule, pick in chosen.items():
                 per_seed = []
                 for run in runs:
                     weights = pick(run["val"])
-                    combined = sum(w * run["test"][n] for w, n in zip(weights, NAMES, strict=True))
+                    combined = sum(w * run["test"][n]["model"] for w, n in zip(weights, NAMES, strict=True))
                     per_seed.append(score(combined, run["test"]))
                 mase[rule][name] = statistics.mean(per_seed)
             print(f"{span}: {name} done", flush=True)

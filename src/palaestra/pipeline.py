@@ -292,6 +292,21 @@ def evaluate_splits(parts: Parts, data: PreparedData, device: torch.device,
     return val, test
 
 
+def member_forecasts(model: nn.Module, pre: Any, raw: Any, split: Any, device: torch.device) -> dict[str, dict]:
+    """Each blend member's forecasts alone on ``split``: ``split_forecasts``' dict (without ETS) per member name.
+    The blend's weights are as they were afterwards."""
+    blend = find_blend(model)
+    kept, out = blend.weight.clone(), {}
+    try:
+        for j, name in enumerate(blend.members):
+            blend.weight.zero_()
+            blend.weight[j] = 1.0
+            out[name] = pre.split_forecasts(raw, split, split_outputs(model, split, device), ets=False)
+    finally:
+        blend.weight.copy_(kept)
+    return out
+
+
 def fit_forecast_blend(parts: Parts, data: PreparedData, device: torch.device) -> dict[str, Any]:
     """A forecast's combination with the classical forecasts of its window (``model.blend``): the weights that score
     the lowest validation MASE, set in the model (so predict, serve and export apply them). What metrics.json
@@ -299,25 +314,20 @@ def fit_forecast_blend(parts: Parts, data: PreparedData, device: torch.device) -
     blend = find_blend(parts.model)
     if blend is None or data.val is None or len(data.val) == 0:
         return {}
-    pre, members = data.preprocessor, {}
-    for j, name in enumerate(blend.members):  # each member's validation forecasts, alone
-        blend.weight.zero_()
-        blend.weight[j] = 1.0
-        forecasts = pre.split_forecasts(data.raw, data.val, split_outputs(parts.model, data.val, device), ets=False)
-        members[name] = forecasts["model"]
-    blend.weight.zero_()
-    blend.weight[0] = 1.0
-    if "seasonal_naive" not in forecasts:  # a validation origin less than a season into its series
+    members = member_forecasts(parts.model, data.preprocessor, data.raw, data.val, device)
+    val = members["network"]
+    if "seasonal_naive" not in val:  # a validation origin less than a season into its series
         return {}
 
     def score(f: np.ndarray) -> float:
-        return mase(f, forecasts["actual"], forecasts["series"], forecasts["scale"])
+        return mase(f, val["actual"], val["series"], val["scale"])
 
-    weights = choose_weights(list(members.values()), score)
+    forecasts = [m["model"] for m in members.values()]
+    weights = choose_weights(forecasts, score)
     blend.weight.copy_(torch.tensor(weights))
-    return {"blend": {"weights": dict(zip(members, weights, strict=True)), "network_weight": weights[0],
-                      "val_mase": score(sum(w * f for w, f in zip(weights, members.values(), strict=True))),
-                      "val_mase_members": {name: score(f) for name, f in members.items()}}}
+    return {"blend": {"weights": dict(zip(members, weights, strict=True)),
+                      "val_mase": score(sum(w * f for w, f in zip(weights, forecasts, strict=True))),
+                      "val_mase_members": {name: score(f) for name, f in zip(members, forecasts, strict=True)}}}
 
 
 class _KeepBlend(cb.Callback):

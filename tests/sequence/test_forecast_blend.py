@@ -12,7 +12,7 @@ from testkit import tiny
 
 from palaestra.data.forecast import mase
 from palaestra.models.seasonal_blend import MEMBERS, SeasonalBlend, choose_weights, find_blend
-from palaestra.pipeline import train
+from palaestra.pipeline import member_forecasts, train
 from palaestra.runs import Run
 from palaestra.training.loop import split_outputs
 
@@ -41,14 +41,7 @@ def blended(tmp_path_factory):
 
 def _forecasts(run, split, member: str) -> dict:
     """``split_forecasts`` with one member's weight 1, in the target's units."""
-    blend = find_blend(run.model)
-    kept = blend.weight.clone()
-    blend.weight.zero_()
-    blend.weight[blend.members.index(member)] = 1.0
-    try:
-        return run.preprocessor.split_forecasts(run.data.raw, split, split_outputs(run.model, split, CPU), ets=False)
-    finally:
-        blend.weight.copy_(kept)
+    return member_forecasts(run.model, run.preprocessor, run.data.raw, split, CPU)[member]
 
 
 def _by_hand(y: np.ndarray, origin: int) -> dict[str, np.ndarray]:
@@ -133,7 +126,7 @@ def test_the_weights_are_chosen_on_the_validation_span(blended):
     weights = choose_weights([members[n]["model"] for n in names], lambda f: mase(f, *args))
     assert list(chosen["weights"]) == list(names) and list(chosen["weights"].values()) == weights
     assert sum(weights) == pytest.approx(1.0) and min(weights) >= 0.0
-    assert chosen["network_weight"] == weights[0] < 0.5  # on this series the classical forecasts earn a share
+    assert weights[0] < 0.5  # on this series the classical forecasts earn a share
     for name in names:
         assert chosen["val_mase_members"][name] == pytest.approx(mase(members[name]["model"], *args), rel=1e-6)
     assert chosen["val_mase_members"]["seasonal_naive"] == pytest.approx(run.metrics["val"]["seasonal_naive_mase"],
@@ -254,7 +247,7 @@ def test_the_onnx_export_carries_the_combination(blended, tmp_path):
 
     run, run_dir = blended
     loaded = Run.load(run_dir)
-    assert 0.0 < run.metrics["blend"]["network_weight"] < 1.0  # every member counts
+    assert 0.0 < run.metrics["blend"]["weights"]["network"] < 1.0  # every member counts
     rows = _quarters().tail(8)  # one window: the forecast beyond the data
     path, check = export(loaded, "onnx", tmp_path / "model.onnx")
     assert check.ok, check
@@ -264,10 +257,3 @@ def test_the_onnx_export_carries_the_combination(blended, tmp_path):
     blend.weight.zero_()
     blend.weight[0] = 1.0  # the network alone forecasts otherwise: the export holds the classical members too
     assert not np.allclose(exported, loaded.outputs(rows), atol=1e-3)
-
-
-def test_the_report_states_the_weights_of_a_run_saved_with_one_weight_too():
-    from palaestra.evaluation.task_sections import _blend_text
-
-    old = _blend_text({"network_weight": 0.7, "val_mase": 0.5, "val_mase_network": 0.6, "val_mase_seasonal_naive": 0.7})
-    assert "0.70 &times; the network + 0.30 &times; seasonal naive" in old and "seasonal naive 0.700" in old

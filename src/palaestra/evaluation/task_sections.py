@@ -38,12 +38,7 @@ def forecast_section(run: Any, data: Any) -> tuple[str, str] | None:
 
 
 def _blend_text(blend: dict[str, Any]) -> str:
-    if "weights" in blend:
-        weights, alone = blend["weights"], blend["val_mase_members"]
-    else:  # a run saved when seasonal naive was the only member
-        w = blend["network_weight"]
-        weights = {"network": w, "seasonal_naive": 1 - w}
-        alone = {"network": blend["val_mase_network"], "seasonal_naive": blend["val_mase_seasonal_naive"]}
+    weights, alone = blend["weights"], blend["val_mase_members"]
     terms = " + ".join(f"{w:.2f} &times; {MEMBER_NAMES.get(name, name)}" for name, w in weights.items())
     scores = ", ".join(f"{MEMBER_NAMES.get(name, name)} {score:.3f}" for name, score in alone.items())
     return (f"<p>The forecast is {terms} (<code>model.blend</code>), the weights fitted on the validation span. "
